@@ -1,0 +1,49 @@
+"""Multi-step tasks: named sequences of skill steps over objects bound at reset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    steps: tuple[tuple[str, tuple[str, ...]], ...]  # (skill, args with $a/$b placeholders)
+    description: str
+
+
+TASKS: dict[str, TaskSpec] = {
+    t.name: t
+    for t in (
+        TaskSpec("put_in_bowl", (("pick", ("$a",)), ("place", ("$a", "bowl"))),
+                 "pick a cube and put it in the bowl"),
+        TaskSpec("put_on_plate", (("pick", ("$a",)), ("place", ("$a", "plate"))),
+                 "pick a cube and put it on the plate"),
+        TaskSpec("stack_two", (("pick", ("$a",)), ("stack", ("$a", "$b"))),
+                 "stack one cube on another"),
+        TaskSpec("sort_two", (("pick", ("$a",)), ("place", ("$a", "bowl")),
+                              ("pick", ("$b",)), ("place", ("$b", "plate"))),
+                 "one cube into the bowl, another onto the plate"),
+        TaskSpec("drawer_store", (("open_drawer", ()), ("pick", ("$a",)),
+                                  ("place", ("$a", "drawer")), ("close_drawer", ())),
+                 "open the drawer, put a cube inside, close it"),
+    )
+}
+
+
+def get_task(name: str) -> TaskSpec:
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; known: {sorted(TASKS)}")
+    return TASKS[name]
+
+
+def bind(task: TaskSpec, cubes: list[str], rng: np.random.Generator) -> list[tuple[str, tuple[str, ...]]]:
+    """Replace the $a/$b placeholders with distinct cubes present in the scene."""
+    names = sorted({a for _, args in task.steps for a in args if a.startswith("$")})
+    if len(cubes) < len(names):
+        raise ValueError(f"task {task.name!r} needs {len(names)} cubes, the scene has {len(cubes)}")
+    picked = list(rng.permutation(cubes)[: len(names)])
+    binding = dict(zip(names, picked, strict=True))
+    return [(s, tuple(binding.get(a, a) for a in args)) for s, args in task.steps]
