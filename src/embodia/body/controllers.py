@@ -53,7 +53,7 @@ class ArmController:
                 q, _ = h.ik.solve(self.sim.data.qpos, tpos, tquat, q_init=ctrl[h.act])
                 new_cmd[name] = h.ik.forward(self.sim.data.qpos, q)
             else:
-                q = part[:-1]
+                q = np.clip(part[:-1], h.ik.lo, h.ik.hi)  # float64 limits, exactly the model's
                 new_cmd[name] = h.ik.forward(self.sim.data.qpos, q)
             ctrl[h.act] = q
             ctrl[h.finger_act] = h.spec.finger_open * (1.0 - grip)

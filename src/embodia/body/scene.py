@@ -195,13 +195,36 @@ def object_catalogue() -> dict[str, ObjectInfo]:
     return objs
 
 
+class _TablePacker:
+    """Rejection-samples non-overlapping discs on the table, clear of the cabinet and the
+    sweep of its drawer when fully open."""
+
+    def __init__(self, rng: np.random.Generator, workspace: tuple[float, float, float, float],
+                 cabinet: np.ndarray) -> None:
+        self.rng, self.workspace = rng, workspace
+        self.cab_lo = cabinet + [-DRAWER_TRAVEL - HANDLE_OFFSET - 0.02, -CAB_WIDTH / 2 - 0.02]
+        self.cab_hi = cabinet + [CAB_DEPTH + 0.02, CAB_WIDTH / 2 + 0.02]
+        self.placed: list[tuple[np.ndarray, float]] = []  # (xy, radius)
+
+    def draw(self, radius: float, margin: float = 0.0) -> np.ndarray | None:
+        xmin, xmax, ymin, ymax = self.workspace
+        for _ in range(200):
+            xy = np.array([self.rng.uniform(xmin + margin, xmax - margin),
+                           self.rng.uniform(ymin + margin, ymax - margin)])
+            if np.linalg.norm(xy - np.clip(xy, self.cab_lo, self.cab_hi)) <= radius:
+                continue
+            if all(np.linalg.norm(xy - p) > radius + r + 0.025 for p, r in self.placed):
+                self.placed.append((xy, radius))
+                return xy
+        return None
+
+
 def sample_layout(rng: np.random.Generator, workspace: tuple[float, float, float, float],
                   n_cubes: int | None = None, required: tuple[str, ...] = ()) -> SceneLayout:
     """Draw a collision-free layout inside `workspace` (xmin, xmax, ymin, ymax).
 
     `required` names cubes that must take part (e.g. the skill's target object).
     """
-    xmin, xmax, ymin, ymax = workspace
     colours = list(CUBE_COLOURS)
     if n_cubes is None:
         n_cubes = int(rng.integers(2, 5))
@@ -214,27 +237,8 @@ def sample_layout(rng: np.random.Generator, workspace: tuple[float, float, float
     chosen = req + list(rng.permutation(rest)[: n_cubes - len(req)])
 
     for _ in range(2000):
-        placed: list[tuple[np.ndarray, float]] = []  # (xy, radius)
         cabinet = np.array([0.6 + rng.uniform(-0.02, 0.02), 0.3 + rng.uniform(-0.02, 0.02)])
-        # the cabinet and the sweep of its drawer (fully open) stay clear of other objects
-        cab_lo = cabinet + [-DRAWER_TRAVEL - HANDLE_OFFSET - 0.02, -CAB_WIDTH / 2 - 0.02]
-        cab_hi = cabinet + [CAB_DEPTH + 0.02, CAB_WIDTH / 2 + 0.02]
-
-        def clear_of_cabinet(xy: np.ndarray, radius: float) -> bool:
-            nearest = np.clip(xy, cab_lo, cab_hi)
-            return bool(np.linalg.norm(xy - nearest) > radius)
-
-        def draw(radius: float, margin: float = 0.0) -> np.ndarray | None:
-            for _ in range(200):
-                xy = np.array([rng.uniform(xmin + margin, xmax - margin),
-                               rng.uniform(ymin + margin, ymax - margin)])
-                if not clear_of_cabinet(xy, radius):
-                    continue
-                if all(np.linalg.norm(xy - p) > radius + r + 0.025 for p, r in placed):
-                    placed.append((xy, radius))
-                    return xy
-            return None
-
+        draw = _TablePacker(rng, workspace, cabinet).draw
         bowl = draw((BOWL_INNER_HALF + BOWL_WALL) * 1.3, margin=0.03)
         plate = draw(PLATE_RADIUS, margin=0.03)
         if bowl is None or plate is None:
@@ -247,7 +251,9 @@ def sample_layout(rng: np.random.Generator, workspace: tuple[float, float, float
             cubes[cube_name(c)] = np.array([xy[0], xy[1], rng.uniform(-np.pi / 4, np.pi / 4)])
         if len(cubes) != len(chosen):
             continue
-        zone = np.array([rng.uniform(xmin + 0.04, xmax - 0.04), rng.uniform(ymin + 0.04, ymax - 0.04)])
+        zone = draw(ZONE_HALF * 1.2)  # a free patch of table (push starts move it)
+        if zone is None:
+            continue
         cn = list(CONTAINER_COLOURS)
         bc, pc = rng.choice(len(cn), size=2, replace=False)
         return SceneLayout(

@@ -17,8 +17,8 @@ from embodia.body.ik import DampedLeastSquaresIK
 from embodia.body.rotations import mat_to_quat, yaw_quat
 from embodia.body.scene import (
     CONTAINER_COLOURS,
-    CUBE_HALF,
     CUBE_COLOURS,
+    CUBE_HALF,
     PLATE_HALF_THICK,
     SceneLayout,
     compose_mjcf,

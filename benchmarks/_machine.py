@@ -1,0 +1,21 @@
+"""Machine facts recorded beside every benchmark number."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+
+def machine_info() -> dict:
+    import mujoco
+    import numpy
+
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "mujoco": mujoco.__version__,
+        "mujoco_gl": os.environ.get("MUJOCO_GL"),
+        "platform": platform.platform(),
+    }

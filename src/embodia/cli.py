@@ -1,0 +1,187 @@
+"""The one `embodia` command. Sub-commands: eval, demo, embodiments, scene."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="embodia: brain, cerebellum, data, body, runtime and serving for robots.")
+err = Console(stderr=True)
+out = Console()
+
+
+def _fail(msg: str) -> None:
+    err.print(f"[bold red]error:[/] {msg}")
+    raise typer.Exit(2)
+
+
+@app.command("eval")
+def eval_cmd(
+    policy: Annotated[str, typer.Option(help="'expert' (scripted experts)")] = "expert",
+    embodiment: Annotated[str, typer.Option(help="arm7 | humanoid_upper")] = "arm7",
+    skill: Annotated[str | None, typer.Option(help="a meta-skill, or 'all'")] = None,
+    task: Annotated[str | None, typer.Option(help="a multi-step task instead of a skill")] = None,
+    arm: Annotated[str | None, typer.Option(help="which arm acts (humanoid: left | right)")] = None,
+    episodes: Annotated[int, typer.Option(min=1)] = 10,
+    seed_start: Annotated[int, typer.Option(min=0)] = 0,
+    instructions: Annotated[str, typer.Option(help="train | heldout | all paraphrases")] = "train",
+    video: Annotated[Path | None, typer.Option(help="save one mp4 per episode here")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON to stdout")] = False,
+) -> None:
+    """Run seeded episodes and report success rate (Wilson 95%) and episode length."""
+    from embodia.body.embodiments import get_embodiment
+    from embodia.body.env import TabletopEnv
+    from embodia.body.skills import SKILLS
+    from embodia.body.tasks import get_task
+    from embodia.eval.rollout import ExpertAgent, evaluate
+
+    if policy != "expert":
+        _fail(f"unknown policy {policy!r}: only 'expert' is available in this build")
+    try:
+        spec = get_embodiment(embodiment)
+        arm_name = spec.arm(arm).name
+        if task is not None:
+            get_task(task)
+            runs = [("task", task)]
+        else:
+            skills = list(SKILLS) if skill in (None, "all") else [skill]
+            for s in skills:
+                if s not in SKILLS:
+                    raise ValueError(f"unknown skill {s!r}; known: {sorted(SKILLS)}")
+            runs = [("skill", s) for s in skills]
+    except ValueError as e:
+        _fail(str(e))
+    report: dict = {"policy": policy, "embodiment": embodiment, "arm": arm_name,
+                    "seed_start": seed_start, "episodes_per_run": episodes,
+                    "instructions": instructions, "results": {}}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=as_json) as bar:
+        for kind, name in runs:
+            t = bar.add_task(f"{kind} {name}", total=episodes)
+
+            def make(kind=kind, name=name) -> TabletopEnv:
+                kw = {kind: name}
+                return TabletopEnv(embodiment=embodiment, arm=arm_name, cameras=(),
+                                   instruction_split=instructions, **kw)
+
+            res = evaluate(make, ExpertAgent(), name, episodes, seed_start, video,
+                           progress=lambda t=t: bar.advance(t))
+            report["results"][name] = res.summary()
+    rates = [r["success_rate"] for r in report["results"].values()]
+    report["mean_success_rate"] = sum(rates) / len(rates)
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    table = Table(title=f"{policy} on {embodiment} ({arm_name} arm), seeds {seed_start}..{seed_start + episodes - 1}")
+    for col in ("run", "success", "wilson 95%", "mean length"):
+        table.add_column(col)
+    for name, r in report["results"].items():
+        lo, hi = r["wilson95"]
+        table.add_row(name, f"{r['successes']}/{r['episodes']} ({r['success_rate']:.0%})",
+                      f"[{lo:.2f}, {hi:.2f}]", f"{r['mean_episode_length']:.1f}")
+    out.print(table)
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="where the video and summary go")] = Path("out/demo"),
+    seed: int = 7,
+    task: str = "drawer_store",
+    embodiment: str = "arm7",
+) -> None:
+    """Run one multi-step task with the scripted experts, narrate it and save an mp4."""
+    from embodia.body.env import TabletopEnv
+    from embodia.eval.rollout import ExpertAgent
+    from embodia.eval.video import write_mp4
+
+    try:
+        env = TabletopEnv(embodiment=embodiment, task=task, cameras=())
+    except ValueError as e:
+        _fail(str(e))
+    try:
+        obs, _ = env.reset(seed=seed)
+        out.print(f"[bold]embodia demo[/]: task [cyan]{task}[/] on [cyan]{embodiment}[/], seed {seed}")
+        out.print(f"scene: {env.scene_graph().summary()}")
+        for i, (s, a) in enumerate(env.plan):
+            out.print(f"  step {i + 1}: {s}({', '.join(a)})  \"{env.instructions[i]}\"")
+        agent = ExpertAgent()
+        agent.reset(env, seed)
+        frames, log, prev = [env.render()], [], 0
+        steps_at = []
+        while True:
+            obs, _, term, trunc, info = env.step(agent.act(obs, env))
+            frames.append(env.render())
+            while prev < info["step_index"]:
+                steps_at.append(info["elapsed_steps"])
+                out.print(f"  [green]done[/] step {prev + 1} ({env.plan[prev][0]}) at control step {info['elapsed_steps']}")
+                prev += 1
+            if term or trunc:
+                break
+        video = write_mp4(out_dir / f"{task}_seed{seed}.mp4", frames, env.embodiment.control_rate_hz)
+        log = {"task": task, "seed": seed, "success": bool(info["success"]),
+               "steps_completed": info["step_index"], "steps_total": len(env.plan),
+               "control_steps": info["elapsed_steps"], "video": str(video),
+               "final_scene": env.scene_graph().summary()}
+        (out_dir / "summary.json").write_text(json.dumps(log, indent=2))
+        verdict = "[bold green]SUCCESS[/]" if info["success"] else "[bold red]FAILED[/]"
+        out.print(f"{verdict}: {info['step_index']}/{len(env.plan)} steps in {info['elapsed_steps']} control steps "
+                  f"({info['elapsed_steps'] / env.embodiment.control_rate_hz:.1f} s simulated)")
+        out.print(f"final scene: {log['final_scene']}")
+        out.print(f"video: {video}")
+        if not info["success"]:
+            raise typer.Exit(1)
+    finally:
+        env.close()
+
+
+@app.command()
+def embodiments(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List the embodiments with their state/action layouts."""
+    from embodia.body.embodiments import get_embodiment, list_embodiments
+
+    specs = [get_embodiment(n).to_dict() for n in list_embodiments()]
+    if as_json:
+        print(json.dumps(specs, indent=2))
+        return
+    for s in specs:
+        out.print(f"[bold]{s['name']}[/]: arms {s['arms']}, cameras {s['cameras']}, "
+                  f"{s['control_rate_hz']} Hz, state {len(s['state_names'])}, "
+                  f"ee_delta {len(s['action_spaces']['ee_delta']['names'])}, "
+                  f"joint_pos {len(s['action_spaces']['joint_pos']['names'])}")
+
+
+@app.command()
+def scene(
+    seed: int = 0,
+    skill: str = "pick",
+    embodiment: str = "arm7",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Print the scene graph of a seeded reset."""
+    from embodia.body.env import TabletopEnv
+
+    try:
+        env = TabletopEnv(embodiment=embodiment, skill=skill, cameras=())
+    except ValueError as e:
+        _fail(str(e))
+    try:
+        env.reset(seed=seed)
+        g = env.scene_graph()
+        if as_json:
+            print(json.dumps({"instruction": env.instruction, **g.to_dict()}, indent=2))
+        else:
+            out.print(f"instruction: {env.instruction}\n{g.summary()}")
+    finally:
+        env.close()
+
+
+def main() -> None:  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,1 @@
+"""Evaluation: seeded rollouts, success statistics, videos and reports."""

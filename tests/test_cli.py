@@ -1,0 +1,43 @@
+import json
+
+import av
+from typer.testing import CliRunner
+
+from embodia.cli import app
+
+runner = CliRunner()
+
+
+def test_eval_expert_json_and_video(tmp_path):
+    r = runner.invoke(app, ["eval", "--policy", "expert", "--embodiment", "arm7", "--skill", "pick",
+                            "--episodes", "2", "--seed-start", "5", "--json", "--video", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout[r.stdout.index("{"):])
+    res = report["results"]["pick"]
+    assert res["episodes"] == 2 and 0 <= res["success_rate"] <= 1
+    assert len(res["wilson95"]) == 2 and res["mean_episode_length"] > 0
+    videos = sorted(tmp_path.glob("*.mp4"))
+    assert [v.name for v in videos] == ["pick_seed5.mp4", "pick_seed6.mp4"]
+    with av.open(str(videos[0])) as c:
+        frames = list(c.decode(video=0))
+    assert len(frames) > 5 and frames[0].width == 256
+
+
+def test_eval_rejects_unknown_skill():
+    r = runner.invoke(app, ["eval", "--skill", "juggle", "--episodes", "1"])
+    assert r.exit_code == 2 and "unknown skill 'juggle'" in r.output
+
+
+def test_embodiments_json():
+    r = runner.invoke(app, ["embodiments", "--json"])
+    assert r.exit_code == 0
+    names = [e["name"] for e in json.loads(r.stdout)]
+    assert names == ["arm7", "humanoid_upper"]
+
+
+def test_demo_writes_video(tmp_path):
+    r = runner.invoke(app, ["demo", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["success"] and summary["steps_completed"] == 4
+    assert (tmp_path / "drawer_store_seed7.mp4").stat().st_size > 1000
