@@ -5,6 +5,8 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 export MUJOCO_GL ?= egl
+# torch==2.13.0 is a CPU wheel on this machine's disk; without it pip would fetch a CUDA build.
+PIP_FIND := $(if $(wildcard /opt/wheels/torch-*.whl),--find-links /opt/wheels,)
 
 .PHONY: demo test test-slow bench lint sysdeps clean
 
@@ -14,7 +16,7 @@ sysdeps:
 $(STAMP): pyproject.toml scripts/install_system_deps.sh
 	@bash scripts/install_system_deps.sh
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check $(PIP_FIND) -e '.[test]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
