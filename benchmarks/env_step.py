@@ -8,19 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import sys
 import time
 
-os.environ.setdefault("MUJOCO_GL", "egl")
-sys.path.insert(0, os.path.dirname(__file__))
+import numpy as np
 
-import numpy as np  # noqa: E402
-from _machine import machine_info  # noqa: E402
-
-from embodia.body.env import TabletopEnv  # noqa: E402
-from embodia.body.experts import ScriptedExpert  # noqa: E402
+from embodia.body.env import TabletopEnv
+from embodia.body.experts import ScriptedExpert
+from embodia.eval.machine import machine_info
 
 
 def _env_rate(env: TabletopEnv, steps: int, repeats: int) -> float:
