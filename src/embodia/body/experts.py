@@ -112,6 +112,12 @@ def _held_offset(m: Motion, obj: str) -> Vec:
     return m.obj(obj) - m.tcp()[0]
 
 
+def _carry_xy(m: Motion, obj: str, goal_xy: Callable[[], Vec]) -> Callable[[], Vec]:
+    """TCP xy that brings the held object's centre over `goal_xy`, re-measured every step
+    (so a cube that shifted in the fingers still lands where it should)."""
+    return lambda: m.tcp()[0][:2] + goal_xy() - m.obj(obj)[:2]
+
+
 def place(m: Motion, obj: str, target: str) -> Iterator[ArmAction]:
     off = _held_offset(m, obj)
     jitter = m.rng.uniform(-0.012, 0.012, 2)
@@ -133,7 +139,7 @@ def place(m: Motion, obj: str, target: str) -> Iterator[ArmAction]:
     else:
         raise ValueError(f"unknown place target {target!r}")
     yaw = m.yaw()
-    yield from m.transport(lambda: xy() - off[:2], z_cube - off[2], yaw, 1.0, transit=0.17)
+    yield from m.transport(_carry_xy(m, obj, xy), z_cube - off[2], yaw, 1.0, transit=0.17)
     yield from _release_and_retreat(m)
 
 
@@ -144,8 +150,11 @@ def stack(m: Motion, obj: str, base: str) -> Iterator[ArmAction]:
     # turn the hand so the held cube's faces line up with the base cube's
     yaw = m.aligned_yaw(base_yaw - (held_yaw - m.yaw()))
     z = m.obj(base)[2] + 2 * CUBE_HALF + 0.006
-    yield from m.transport(lambda: m.obj(base)[:2] - off[:2], z - off[2], yaw, 1.0, tol=0.005)
-    yield from m.hold(1.0, 2, yaw)
+    carry = _carry_xy(m, obj, lambda: m.obj(base)[:2])
+    yield from m.transport(carry, z - off[2], yaw, 1.0, tol=0.005)
+    # settle over the base before letting go
+    yield from m.move_to(lambda: np.r_[carry(), z - off[2]], yaw, 1.0, tol=0.003, max_steps=4)
+    yield from m.hold(1.0, 1, yaw)
     yield from _release_and_retreat(m)
 
 

@@ -195,6 +195,17 @@ def object_catalogue() -> dict[str, ObjectInfo]:
     return objs
 
 
+def cabinet_keepout(cabinet: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The table rectangle (lo, hi corners) the cabinet and its fully open drawer cover."""
+    lo = np.asarray(cabinet[:2]) + [-DRAWER_TRAVEL - HANDLE_OFFSET - 0.02, -CAB_WIDTH / 2 - 0.02]
+    hi = np.asarray(cabinet[:2]) + [CAB_DEPTH + 0.02, CAB_WIDTH / 2 + 0.02]
+    return lo, hi
+
+
+def distance_to_box(xy: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
+    return float(np.linalg.norm(xy - np.clip(xy, lo, hi)))
+
+
 class _TablePacker:
     """Rejection-samples non-overlapping discs on the table, clear of the cabinet and the
     sweep of its drawer when fully open."""
@@ -202,8 +213,7 @@ class _TablePacker:
     def __init__(self, rng: np.random.Generator, workspace: tuple[float, float, float, float],
                  cabinet: np.ndarray) -> None:
         self.rng, self.workspace = rng, workspace
-        self.cab_lo = cabinet + [-DRAWER_TRAVEL - HANDLE_OFFSET - 0.02, -CAB_WIDTH / 2 - 0.02]
-        self.cab_hi = cabinet + [CAB_DEPTH + 0.02, CAB_WIDTH / 2 + 0.02]
+        self.cab_lo, self.cab_hi = cabinet_keepout(cabinet)
         self.placed: list[tuple[np.ndarray, float]] = []  # (xy, radius)
 
     def draw(self, radius: float, margin: float = 0.0) -> np.ndarray | None:
@@ -211,7 +221,7 @@ class _TablePacker:
         for _ in range(200):
             xy = np.array([self.rng.uniform(xmin + margin, xmax - margin),
                            self.rng.uniform(ymin + margin, ymax - margin)])
-            if np.linalg.norm(xy - np.clip(xy, self.cab_lo, self.cab_hi)) <= radius:
+            if distance_to_box(xy, self.cab_lo, self.cab_hi) <= radius:
                 continue
             if all(np.linalg.norm(xy - p) > radius + r + 0.025 for p, r in self.placed):
                 self.placed.append((xy, radius))

@@ -12,7 +12,14 @@ import numpy as np
 
 from embodia.body import predicates as P
 from embodia.body.rotations import quat_mul, yaw_quat
-from embodia.body.scene import CUBE_HALF, PLATE_HALF_THICK, ZONE_HALF, sample_layout
+from embodia.body.scene import (
+    CUBE_HALF,
+    PLATE_HALF_THICK,
+    ZONE_HALF,
+    cabinet_keepout,
+    distance_to_box,
+    sample_layout,
+)
 from embodia.body.sim import Simulation
 from embodia.body.skills import get_skill
 
@@ -80,6 +87,7 @@ def _place_zone(sim: Simulation, obj: str, arm: str, rng: np.random.Generator) -
     """Put the push zone 10-20 cm from `obj` on a clear, reachable straight line."""
     xmin, xmax, ymin, ymax = sim.arms[arm].spec.workspace
     c = sim.object_pose(obj)[0][:2]
+    cab_lo, cab_hi = cabinet_keepout(sim.model.body_pos[sim.cabinet_body][:2])
     others = [sim.object_pose(n)[0][:2] for n in sim.active
               if n not in (obj, "drawer")]
     radii = [{"bowl": 0.1, "plate": 0.08}.get(n, 0.03) for n in sim.active if n not in (obj, "drawer")]
@@ -91,6 +99,8 @@ def _place_zone(sim: Simulation, obj: str, arm: str, rng: np.random.Generator) -
         if not (xmin + ZONE_HALF * 0.5 <= zone[0] <= xmax - 0.01 and ymin + 0.02 <= zone[1] <= ymax - 0.02):
             continue
         if not (xmin - 0.05 <= pre[0] <= xmax + 0.03 and ymin - 0.05 <= pre[1] <= ymax + 0.05):
+            continue
+        if distance_to_box(pre, cab_lo, cab_hi) < 0.09:  # the hand must fit behind the cube
             continue
         ok = True
         for p, r in zip(others, radii, strict=True):
