@@ -82,7 +82,9 @@ class Motion:
         yield from self.move_to(np.array([start[0], start[1], lift]), self.yaw(), grip, tol=0.03,
                                 max_steps=10)
         yield from self.move_to(lambda: np.r_[xy(), lift], yaw, grip, tol=0.015)
-        yield from self.move_to(lambda: np.r_[xy(), z], yaw, grip, tol=tol, max_steps=25)
+        yield from self.move_to(lambda: np.r_[xy(), lift], yaw, grip, tol=0.006, max_steps=3)
+        # descend straight down on the xy measured from above (contacts spoil measurements)
+        yield from self.move_to(np.r_[xy(), z], yaw, grip, tol=tol, max_steps=25)
 
 
 # ---------------------------------------------------------------------------- skills
@@ -152,9 +154,7 @@ def stack(m: Motion, obj: str, base: str) -> Iterator[ArmAction]:
     z = m.obj(base)[2] + 2 * CUBE_HALF + 0.006
     carry = _carry_xy(m, obj, lambda: m.obj(base)[:2])
     yield from m.transport(carry, z - off[2], yaw, 1.0, tol=0.005)
-    # settle over the base before letting go
-    yield from m.move_to(lambda: np.r_[carry(), z - off[2]], yaw, 1.0, tol=0.003, max_steps=4)
-    yield from m.hold(1.0, 1, yaw)
+    yield from m.hold(1.0, 2, yaw)
     yield from _release_and_retreat(m)
 
 
