@@ -1,0 +1,360 @@
+"""Write LeRobot v3 datasets, durably.
+
+Recording happens in two stages so that a crash or Ctrl-C loses at most the episode in
+flight:
+  1. `stage(episode)` commits one finished episode as its own folder under `.staging/`
+     (written under a temp name, then renamed: it is there whole or not at all);
+  2. `consolidate()` packs all staged episodes into *new* v3 files (data parquet, one mp4
+     per camera, an episodes-metadata parquet), never rewriting a file already referenced.
+     The episodes-metadata file is the commit point; info/stats/tasks follow from it, and
+     re-opening the dataset finishes or rolls back whatever a crash interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from embodia.body.embodiment import Embodiment
+from embodia.data.layout import (
+    DATA_PATH,
+    EPISODES_PATH,
+    INFO_PATH,
+    STATS_PATH,
+    TASKS_PATH,
+    TIERS,
+    VIDEO_CODEC,
+    VIDEO_GOP,
+    VIDEO_PATH,
+    atomic_write_json,
+    chunk_file,
+    make_features,
+    new_info,
+    read_json,
+    tmp_path_for,
+    video_keys,
+)
+from embodia.data.metadata import DatasetMeta, read_parquet
+from embodia.data.stats import StreamingStats, image_channel_stats, merge_image_stats
+
+STAGING = ".staging"
+
+
+@dataclass
+class EpisodeBuffer:
+    """One episode in memory: per-frame states, actions and camera frames."""
+
+    task: str
+    tier: str = "synthetic"
+    skill: str = ""
+    seed: int = -1
+    success: bool = True
+    states: list[np.ndarray] = field(default_factory=list)
+    actions: list[np.ndarray] = field(default_factory=list)
+    images: dict[str, list[np.ndarray]] = field(default_factory=dict)
+
+    def add(self, obs: dict, action: np.ndarray | None) -> None:
+        self.states.append(np.asarray(obs["observation.state"], dtype=np.float32))
+        if action is not None:
+            self.actions.append(np.asarray(action, dtype=np.float32))
+        for k, v in obs.items():
+            if k.startswith("observation.images."):
+                self.images.setdefault(k, []).append(np.asarray(v, dtype=np.uint8))
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+
+class DatasetWriter:
+    """Create or reopen a dataset for one embodiment; refuses mismatching ones."""
+
+    def __init__(self, root: str | Path, embodiment: Embodiment, cameras: list[str],
+                 image_size: tuple[int, int], fps: float | None = None,
+                 action_space: str | None = "ee_delta") -> None:
+        self.root = Path(root)
+        self.embodiment = embodiment
+        fps = fps or embodiment.control_rate_hz
+        features = make_features(embodiment, [c for c in cameras], image_size, fps, action_space)
+        info_path = self.root / INFO_PATH
+        if info_path.exists():
+            info = read_json(info_path)
+            have = (info.get("embodia") or {}).get("embodiment") or info.get("robot_type")
+            if have != embodiment.name:
+                raise ValueError(f"{self.root} holds embodiment {have!r}; refusing to write {embodiment.name!r} into it")
+            if int(info["fps"]) != int(fps):
+                raise ValueError(f"{self.root} is recorded at {info['fps']} fps, not {int(fps)}")
+            old = {k: (v["dtype"], list(v["shape"])) for k, v in info["features"].items()}
+            new = {k: (v["dtype"], list(v["shape"])) for k, v in features.items()}
+            if old != new:
+                diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+                raise ValueError(f"{self.root}: feature mismatch in {diff} (dataset has {[old.get(k) for k in diff]}, "
+                                 f"recording gives {[new.get(k) for k in diff]})")
+            self.info = info
+        else:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.info = new_info(embodiment, features, fps, action_space)
+            atomic_write_json(info_path, self.info)
+        self.features = self.info["features"]
+        self.video_keys = video_keys(self.features)
+        self.has_actions = "action" in self.features
+        self.staging = self.root / STAGING
+        self.recover()
+
+    # ------------------------------------------------------------------ staging
+    def stage(self, ep: EpisodeBuffer, key: str) -> Path:
+        """Commit one episode to the staging area atomically; returns its folder."""
+        self._check_episode(ep)
+        final = self.staging / key
+        if final.exists():
+            raise FileExistsError(f"episode {key!r} is already staged in {self.staging}")
+        tmp = self.staging / f".tmp-{key}-{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        arrays = {"observation.state": np.stack(ep.states)}
+        if self.has_actions:
+            arrays["action"] = np.stack(ep.actions)
+        for k in self.video_keys:
+            arrays[k] = np.stack(ep.images[k])
+        np.savez(tmp / "arrays.npz", **arrays)
+        meta = {"task": ep.task, "tier": ep.tier, "skill": ep.skill, "seed": int(ep.seed),
+                "success": bool(ep.success), "length": len(ep), "key": key}
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        os.replace(tmp, final)
+        return final
+
+    def _check_episode(self, ep: EpisodeBuffer) -> None:
+        if len(ep) == 0:
+            raise ValueError("cannot save an empty episode")
+        if ep.tier not in TIERS:
+            raise ValueError(f"unknown tier {ep.tier!r}; tiers: {list(TIERS)}")
+        if not ep.task:
+            raise ValueError("every episode needs its task text")
+        s = self.features["observation.state"]["shape"][0]
+        bad = [i for i, x in enumerate(ep.states) if x.shape != (s,)]
+        if bad:
+            raise ValueError(f"observation.state must have shape ({s},); frame {bad[0]} has {ep.states[bad[0]].shape}")
+        if self.has_actions:
+            d = self.features["action"]["shape"][0]
+            if len(ep.actions) != len(ep):
+                raise ValueError(f"action: {len(ep.actions)} actions for {len(ep)} frames")
+            bad = [i for i, x in enumerate(ep.actions) if x.shape != (d,)]
+            if bad:
+                raise ValueError(f"action must have shape ({d},); frame {bad[0]} has {ep.actions[bad[0]].shape}")
+            if not np.all(np.isfinite(np.stack(ep.actions))):
+                raise ValueError("action contains NaN or inf")
+        for k in self.video_keys:
+            h, w, c = self.features[k]["shape"]
+            frames = ep.images.get(k, [])
+            if len(frames) != len(ep):
+                raise ValueError(f"{k}: {len(frames)} frames for {len(ep)} states")
+            if frames[0].shape != (h, w, c):
+                raise ValueError(f"{k} must have shape ({h}, {w}, {c}), got {frames[0].shape}")
+
+    def staged(self) -> list[Path]:
+        if not self.staging.exists():
+            return []
+        return sorted(p for p in self.staging.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def recorded_keys(self) -> set[str]:
+        meta = DatasetMeta.load(self.root)
+        return {k for k in meta.column("embodia_key", None) if k} | {p.name for p in self.staged()}
+
+    # ------------------------------------------------------------------ recovery
+    def recover(self) -> None:
+        """Finish or roll back an interrupted consolidation (see the module docstring)."""
+        meta = DatasetMeta.load(self.root)
+        referenced: set[Path] = set()
+        for row in meta.episodes.to_pylist():
+            if "data/chunk_index" not in row:
+                continue
+            referenced.add(meta.data_file(row["data/chunk_index"], row["data/file_index"]))
+            for k in self.video_keys:
+                referenced.add(meta.video_file(k, row[f"videos/{k}/chunk_index"], row[f"videos/{k}/file_index"]))
+        for folder in ("data", "videos"):
+            for f in (self.root / folder).rglob("*"):
+                if f.is_file() and (f not in referenced or f.name.startswith(".")):
+                    f.unlink()  # written by a consolidation that never committed
+        for f in (self.root / "meta").rglob(".*tmp-*"):
+            f.unlink()
+        done = {k for k in meta.column("embodia_key", None) if k}
+        for p in self.staging.glob(".tmp-*") if self.staging.exists() else []:
+            shutil.rmtree(p)  # an episode that was in flight
+        for p in self.staged():
+            if p.name in done:
+                shutil.rmtree(p)  # committed, staging not yet cleaned
+        self._write_derived(meta)
+
+    # --------------------------------------------------------------- consolidate
+    def consolidate(self) -> int:
+        """Pack every staged episode into new v3 files. Returns how many were added."""
+        staged = self.staged()
+        if not staged:
+            return 0
+        meta = DatasetMeta.load(self.root)
+        n_eps = meta.num_episodes
+        n_frames = int(sum(meta.column("length", 0)))
+        n_file = self._next_file_index(meta)
+        chunk, fidx = chunk_file(n_file)
+        tasks = list(meta.tasks)
+        episodes = []
+        for p in staged:
+            m = json.loads((p / "meta.json").read_text())
+            with np.load(p / "arrays.npz", allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+            if m["task"] not in tasks:
+                tasks.append(m["task"])
+            episodes.append((m, arrays))
+        # 1. tasks (a superset is harmless if we crash before the commit point)
+        self._write_tasks(tasks)
+        # 2. data parquet
+        cols: dict[str, list] = {k: [] for k in ("observation.state", "action", "timestamp", "frame_index",
+                                                  "episode_index", "index", "task_index")}
+        rows = []
+        index = n_frames
+        for i, (m, a) in enumerate(episodes):
+            length = m["length"]
+            ep_idx = n_eps + i
+            cols["observation.state"].append(a["observation.state"])
+            if self.has_actions:
+                cols["action"].append(a["action"])
+            cols["timestamp"].append(np.arange(length, dtype=np.float32) / self.info["fps"])
+            cols["frame_index"].append(np.arange(length, dtype=np.int64))
+            cols["episode_index"].append(np.full(length, ep_idx, np.int64))
+            cols["index"].append(np.arange(index, index + length, dtype=np.int64))
+            cols["task_index"].append(np.full(length, tasks.index(m["task"]), np.int64))
+            rows.append({"episode_index": ep_idx, "length": length, "from": index})
+            index += length
+        table = {}
+        for k, parts in cols.items():
+            if not parts:
+                continue
+            arr = np.concatenate(parts)
+            if arr.ndim == 2:
+                table[k] = pa.FixedSizeListArray.from_arrays(pa.array(arr.reshape(-1)), arr.shape[1])
+            else:
+                table[k] = pa.array(arr)
+        data_path = self.root / DATA_PATH.format(chunk_index=chunk, file_index=fidx)
+        tmp = tmp_path_for(data_path)
+        pq.write_table(pa.table(table), tmp, compression="snappy")
+        os.replace(tmp, data_path)
+        # 3. videos: the staged episodes back to back, one file per camera
+        from_ts: dict[str, list[float]] = {}
+        for k in self.video_keys:
+            vpath = self.root / VIDEO_PATH.format(video_key=k, chunk_index=chunk, file_index=fidx)
+            from_ts[k] = self._encode_video(vpath, [a[k] for _, a in episodes])
+        # 4. the episodes metadata file: the commit point
+        fps = float(self.info["fps"])
+        records = []
+        for (m, a), r in zip(episodes, rows, strict=True):
+            rec = {
+                "episode_index": r["episode_index"], "tasks": [m["task"]], "length": r["length"],
+                "data/chunk_index": chunk, "data/file_index": fidx,
+                "dataset_from_index": r["from"], "dataset_to_index": r["from"] + r["length"],
+            }
+            for k in self.video_keys:
+                t0 = from_ts[k][len(records)]
+                rec |= {f"videos/{k}/chunk_index": chunk, f"videos/{k}/file_index": fidx,
+                        f"videos/{k}/from_timestamp": t0, f"videos/{k}/to_timestamp": t0 + r["length"] / fps}
+            rec |= {"meta/episodes/chunk_index": chunk, "meta/episodes/file_index": fidx}
+            for feat in ("observation.state", "action"):
+                if feat in a:
+                    st = StreamingStats(a[feat].shape[1])
+                    st.update(a[feat])
+                    for name, v in st.to_dict().items():
+                        rec[f"stats/{feat}/{name}"] = v
+            for k in self.video_keys:
+                for name, v in image_channel_stats(a[k]).items():
+                    rec[f"stats/{k}/{name}"] = np.asarray(v, dtype=np.float64).reshape(-1).tolist()
+            rec |= {"embodiment": self.embodiment.name, "tier": m["tier"], "skill": m["skill"],
+                    "seed": m["seed"], "success": m["success"], "embodia_key": m["key"]}
+            records.append(rec)
+        ep_path = self.root / EPISODES_PATH.format(chunk_index=chunk, file_index=fidx)
+        tmp = tmp_path_for(ep_path)
+        pq.write_table(pa.Table.from_pylist(records), tmp)
+        os.replace(tmp, ep_path)
+        # 5. derived files, 6. staging cleanup
+        self._write_derived(DatasetMeta.load(self.root))
+        for p in staged:
+            shutil.rmtree(p)
+        return len(episodes)
+
+    def _next_file_index(self, meta: DatasetMeta) -> int:
+        existing = meta.column("meta/episodes/file_index", -1)
+        chunks = meta.column("meta/episodes/chunk_index", 0)
+        n = [c * 1000 + f for c, f in zip(chunks, existing, strict=True) if f >= 0]
+        return (max(n) + 1) if n else 0
+
+    def _encode_video(self, path: Path, episodes: list[np.ndarray]) -> list[float]:
+        fps = int(self.info["fps"])
+        tmp = tmp_path_for(path)
+        starts, frame_no = [], 0
+        with av.open(str(tmp), mode="w", format="mp4") as container:
+            stream = container.add_stream(VIDEO_CODEC, rate=fps)
+            h, w = episodes[0].shape[1:3]
+            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+            stream.options = {"g": str(VIDEO_GOP), "bf": "0", "crf": "18", "preset": "veryfast"}
+            for frames in episodes:
+                starts.append(frame_no / fps)
+                for f in frames:
+                    vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
+                    vf.pts = frame_no
+                    frame_no += 1
+                    for packet in stream.encode(vf):
+                        container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+        os.replace(tmp, path)
+        return starts
+
+    def _write_tasks(self, tasks: list[str]) -> None:
+        df = pd.DataFrame({"task_index": np.arange(len(tasks), dtype=np.int64)}, index=pd.Index(tasks, name="task"))
+        path = self.root / TASKS_PATH
+        tmp = tmp_path_for(path)
+        df.to_parquet(tmp)
+        os.replace(tmp, path)
+
+    def _write_derived(self, meta: DatasetMeta) -> None:
+        """info.json totals and stats.json, recomputed from the committed episodes."""
+        n = meta.num_episodes
+        info = dict(self.info)
+        info["total_episodes"] = n
+        info["total_frames"] = int(sum(meta.column("length", 0)))
+        info["total_tasks"] = len(meta.tasks)
+        info["splits"] = {"train": f"0:{n}"} if n else {}
+        atomic_write_json(self.root / INFO_PATH, info)
+        self.info = info
+        if n:
+            atomic_write_json(self.root / STATS_PATH, compute_dataset_stats(meta))
+
+
+def compute_dataset_stats(meta: DatasetMeta) -> dict:
+    """stats.json: numeric features streamed from the data files, images pooled per episode."""
+    out: dict = {}
+    numeric = [k for k in ("observation.state", "action") if k in meta.features]
+    streams = {k: StreamingStats(meta.features[k]["shape"][0]) for k in numeric}
+    files = sorted({(c, f) for c, f in zip(meta.column("data/chunk_index"), meta.column("data/file_index"), strict=True)})
+    for c, f in files:
+        t = read_parquet(meta.data_file(c, f), columns=numeric)
+        for k in numeric:
+            col = t.column(k).combine_chunks()
+            streams[k].update(col.flatten().to_numpy().reshape(len(col), -1))
+    for k, s in streams.items():
+        out[k] = s.to_dict()
+    for k in meta.video_keys:
+        parts = []
+        for row in meta.episodes.to_pylist():
+            if f"stats/{k}/mean" in row and row[f"stats/{k}/mean"] is not None:
+                parts.append({s: row[f"stats/{k}/{s}"] for s in ("min", "max", "mean", "std", "count")})
+        if parts:
+            out[k] = merge_image_stats(parts)
+    return out
