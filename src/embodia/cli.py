@@ -143,6 +143,107 @@ def demo(
 
 
 @app.command()
+def collect(
+    out: Annotated[Path, typer.Option(help="dataset folder (created, or resumed)")],
+    embodiment: str = "arm7",
+    skill: Annotated[str, typer.Option(help="the meta-skill to record")] = "pick",
+    arm: Annotated[str | None, typer.Option(help="which arm acts (humanoid: left | right)")] = None,
+    episodes: Annotated[int, typer.Option(min=1, help="episodes the dataset should hold for this skill")] = 10,
+    seed_start: Annotated[int, typer.Option(min=0)] = 0,
+    workers: Annotated[int, typer.Option(min=1)] = 1,
+    cameras: Annotated[str | None, typer.Option(help="comma-separated; default all")] = None,
+    image_size: Annotated[int, typer.Option(min=16, max=512)] = 96,
+    tier: Annotated[str, typer.Option(help="real | synthetic | human")] = "synthetic",
+    keep_failures: Annotated[bool, typer.Option(help="also keep episodes that failed")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Record scripted-expert episodes into a LeRobot-v3 dataset (resumable, parallel)."""
+    from embodia.data.recording import CollectConfig
+    from embodia.data.recording import collect as run_collect
+
+    cfg = CollectConfig(out=out, embodiment=embodiment, skill=skill, arm=arm, episodes=episodes,
+                        seed_start=seed_start, workers=workers,
+                        cameras=tuple(cameras.split(",")) if cameras else None,
+                        image_size=image_size, tier=tier, keep_failures=keep_failures)
+    import time
+
+    t0 = time.perf_counter()
+    try:
+        with Progress(TextColumn(f"collect {skill}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err) as bar:
+            task = bar.add_task("", total=episodes)
+            report = run_collect(cfg, progress=lambda done, total: bar.update(task, completed=done))
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]: finished episodes are saved; run the same command to resume")
+        raise typer.Exit(130) from None
+    elapsed = time.perf_counter() - t0
+    summary = {"out": str(out), "recorded": report.recorded, "already_present": report.already_present,
+               "failed_skipped": report.failed_skipped, "frames": report.frames,
+               "seconds": round(elapsed, 2),
+               "frames_per_s": round(report.frames / elapsed, 1) if elapsed > 0 else None}
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        err.print(f"recorded {report.recorded} episodes ({report.frames} frames, "
+                  f"{summary['frames_per_s']} frames/s); {report.already_present} were already there; "
+                  f"{report.failed_skipped} failed episodes skipped")
+
+
+data_app = typer.Typer(no_args_is_help=True, help="Inspect, validate and plot datasets.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("info")
+def data_info(root: Path, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Episodes, frames, tiers, embodiments and tasks of a dataset."""
+    from embodia.data.metadata import DatasetMeta
+
+    try:
+        s = DatasetMeta.load(root).summary()
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    if as_json:
+        print(json.dumps(s, indent=2))
+        return
+    out.print(f"[bold]{root}[/]: {s['episodes']} episodes, {s['frames']} frames at {s['fps']} fps")
+    out.print(f"tiers {s['tiers']}  embodiments {s['embodiments']}  skills {s['skills']}")
+    out.print(f"cameras {s['cameras']}  actions: {s['has_actions']}  tasks: {s['tasks']}")
+
+
+@data_app.command("validate")
+def data_validate(root: Path, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Check every file; corrupt or missing ones are named. Exit code 1 if any problem."""
+    from embodia.data.validate import validate_dataset
+
+    rep = validate_dataset(root)
+    if as_json:
+        print(json.dumps({"root": rep.root, "ok": rep.ok, "checked_files": rep.checked_files,
+                          "problems": rep.problems}, indent=2))
+    elif rep.ok:
+        out.print(f"[green]ok[/]: {rep.checked_files} files checked in {root}")
+    else:
+        for p in rep.problems:
+            out.print(f"[red]problem[/]: {p}")
+    if not rep.ok:
+        raise typer.Exit(1)
+
+
+@data_app.command("viz")
+def data_viz(root: Path, episode: Annotated[int, typer.Option(min=0)] = 0,
+             out_file: Annotated[Path, typer.Option("--out")] = Path("episode.png")) -> None:
+    """A frame strip plus action and state plots of one episode, as a PNG."""
+    from embodia.data.viz import plot_episode
+
+    try:
+        path = plot_episode(root, episode, out_file)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    out.print(f"wrote {path}")
+
+
+@app.command()
 def embodiments(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List the embodiments with their state/action layouts."""
     from embodia.body.embodiments import get_embodiment, list_embodiments

@@ -112,53 +112,7 @@ class DatasetWriter:
     # ------------------------------------------------------------------ staging
     def stage(self, ep: EpisodeBuffer, key: str) -> Path:
         """Commit one episode to the staging area atomically; returns its folder."""
-        self._check_episode(ep)
-        final = self.staging / key
-        if final.exists():
-            raise FileExistsError(f"episode {key!r} is already staged in {self.staging}")
-        tmp = self.staging / f".tmp-{key}-{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        arrays = {"observation.state": np.stack(ep.states)}
-        if self.has_actions:
-            arrays["action"] = np.stack(ep.actions)
-        for k in self.video_keys:
-            arrays[k] = np.stack(ep.images[k])
-        np.savez(tmp / "arrays.npz", **arrays)
-        meta = {"task": ep.task, "tier": ep.tier, "skill": ep.skill, "seed": int(ep.seed),
-                "success": bool(ep.success), "length": len(ep), "key": key}
-        (tmp / "meta.json").write_text(json.dumps(meta))
-        os.replace(tmp, final)
-        return final
-
-    def _check_episode(self, ep: EpisodeBuffer) -> None:
-        if len(ep) == 0:
-            raise ValueError("cannot save an empty episode")
-        if ep.tier not in TIERS:
-            raise ValueError(f"unknown tier {ep.tier!r}; tiers: {list(TIERS)}")
-        if not ep.task:
-            raise ValueError("every episode needs its task text")
-        s = self.features["observation.state"]["shape"][0]
-        bad = [i for i, x in enumerate(ep.states) if x.shape != (s,)]
-        if bad:
-            raise ValueError(f"observation.state must have shape ({s},); frame {bad[0]} has {ep.states[bad[0]].shape}")
-        if self.has_actions:
-            d = self.features["action"]["shape"][0]
-            if len(ep.actions) != len(ep):
-                raise ValueError(f"action: {len(ep.actions)} actions for {len(ep)} frames")
-            bad = [i for i, x in enumerate(ep.actions) if x.shape != (d,)]
-            if bad:
-                raise ValueError(f"action must have shape ({d},); frame {bad[0]} has {ep.actions[bad[0]].shape}")
-            if not np.all(np.isfinite(np.stack(ep.actions))):
-                raise ValueError("action contains NaN or inf")
-        for k in self.video_keys:
-            h, w, c = self.features[k]["shape"]
-            frames = ep.images.get(k, [])
-            if len(frames) != len(ep):
-                raise ValueError(f"{k}: {len(frames)} frames for {len(ep)} states")
-            if frames[0].shape != (h, w, c):
-                raise ValueError(f"{k} must have shape ({h}, {w}, {c}), got {frames[0].shape}")
+        return stage_episode(self.staging, self.features, ep, key)
 
     def staged(self) -> list[Path]:
         if not self.staging.exists():
@@ -335,6 +289,62 @@ class DatasetWriter:
         self.info = info
         if n:
             atomic_write_json(self.root / STATS_PATH, compute_dataset_stats(meta))
+
+
+def check_episode(features: dict, ep: EpisodeBuffer) -> None:
+    """Clear errors for an episode that does not fit the dataset's features."""
+    if len(ep) == 0:
+        raise ValueError("cannot save an empty episode")
+    if ep.tier not in TIERS:
+        raise ValueError(f"unknown tier {ep.tier!r}; tiers: {list(TIERS)}")
+    if not ep.task:
+        raise ValueError("every episode needs its task text")
+    s = features["observation.state"]["shape"][0]
+    bad = [i for i, x in enumerate(ep.states) if x.shape != (s,)]
+    if bad:
+        raise ValueError(f"observation.state must have shape ({s},); frame {bad[0]} has {ep.states[bad[0]].shape}")
+    if "action" in features:
+        d = features["action"]["shape"][0]
+        if len(ep.actions) != len(ep):
+            raise ValueError(f"action: {len(ep.actions)} actions for {len(ep)} frames")
+        bad = [i for i, x in enumerate(ep.actions) if x.shape != (d,)]
+        if bad:
+            raise ValueError(f"action must have shape ({d},); frame {bad[0]} has {ep.actions[bad[0]].shape}")
+        if not np.all(np.isfinite(np.stack(ep.actions))):
+            raise ValueError("action contains NaN or inf")
+    for k in video_keys(features):
+        h, w, c = features[k]["shape"]
+        frames = ep.images.get(k, [])
+        if len(frames) != len(ep):
+            raise ValueError(f"{k}: {len(frames)} frames for {len(ep)} states")
+        if frames[0].shape != (h, w, c):
+            raise ValueError(f"{k} must have shape ({h}, {w}, {c}), got {frames[0].shape}")
+
+
+def stage_episode(staging: Path, features: dict, ep: EpisodeBuffer, key: str) -> Path:
+    """Write one episode under `staging/key` atomically (temp folder, then rename).
+
+    Safe to call from several recording processes at once (distinct keys).
+    """
+    check_episode(features, ep)
+    final = staging / key
+    if final.exists():
+        raise FileExistsError(f"episode {key!r} is already staged in {staging}")
+    tmp = staging / f".tmp-{key}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    arrays = {"observation.state": np.stack(ep.states)}
+    if "action" in features:
+        arrays["action"] = np.stack(ep.actions)
+    for k in video_keys(features):
+        arrays[k] = np.stack(ep.images[k])
+    np.savez(tmp / "arrays.npz", **arrays)
+    meta = {"task": ep.task, "tier": ep.tier, "skill": ep.skill, "seed": int(ep.seed),
+            "success": bool(ep.success), "length": len(ep), "key": key}
+    (tmp / "meta.json").write_text(json.dumps(meta))
+    os.replace(tmp, final)
+    return final
 
 
 def compute_dataset_stats(meta: DatasetMeta) -> dict:
