@@ -113,8 +113,6 @@ class TabletopEnv(gym.Env):
             sample_start(self.sim, first, rng, arm=arm, args=())
             cubes = [n for n in self.sim.active if self.sim.catalogue[n].cls == "cube"]
             self.plan = bind(self.task_spec, cubes, rng)
-            if self.plan[0][1] and first == "pick":
-                self.plan = bind(self.task_spec, cubes, rng)
         else:
             if skill is None:
                 raise ValueError("no skill to reset to")
@@ -141,20 +139,14 @@ class TabletopEnv(gym.Env):
         applied = self.controller.apply(action)  # raises before touching the sim on bad input
         self.sim.step()
         self.elapsed += 1
-        done_all = False
         while self.step_index < len(self.plan) and S.success(self.sim, *self.plan[self.step_index]):
             self.step_index += 1
-            if self.step_index < len(self.plan) and not self._next_step_ready():
-                break
         done_all = self.step_index >= len(self.plan)
         reward = 1.0 if done_all else 0.0
         truncated = (not done_all) and self.elapsed >= self.max_steps
         info = self._info(success=done_all)
         info["action"] = applied
         return self._obs(), reward, done_all, truncated, info
-
-    def _next_step_ready(self) -> bool:
-        return True
 
     def render(self) -> np.ndarray:
         return self.renderer.render(self.sim.data, self.embodiment.cameras[0].name, *self.render_size)
