@@ -7,8 +7,13 @@ STAMP := $(VENV)/.installed-stamp
 export MUJOCO_GL ?= egl
 # torch==2.13.0 is a CPU wheel on this machine's disk; without it pip would fetch a CUDA build.
 PIP_FIND := $(if $(wildcard /opt/wheels/torch-*.whl),--find-links /opt/wheels,)
+# LeRobot's own dataset package (for the interop tests) needs torchvision, which cannot sit
+# beside our torch wheel: it gets a side venv of its own, used only by scripts/lerobot/.
+LEROBOT_VENV ?= .venv-lerobot
+LEROBOT_STAMP := $(LEROBOT_VENV)/.installed-stamp
+LEROBOT_PKGS := torch==2.9.1 torchvision==0.24.1 lerobot-dataset==0.4.4
 
-.PHONY: demo test test-slow bench lint sysdeps clean
+.PHONY: demo test test-slow bench lint sysdeps clean lerobot-venv
 
 sysdeps:
 	@bash scripts/install_system_deps.sh
@@ -19,11 +24,18 @@ $(STAMP): pyproject.toml scripts/install_system_deps.sh
 	$(PY) -m pip install --quiet --disable-pip-version-check $(PIP_FIND) -e '.[test]'
 	@touch $(STAMP)
 
+$(LEROBOT_STAMP):
+	@test -x $(LEROBOT_VENV)/bin/python || $(PYTHON) -m venv $(LEROBOT_VENV)
+	$(LEROBOT_VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(LEROBOT_PKGS)
+	@touch $(LEROBOT_STAMP)
+
+lerobot-venv $(LEROBOT_VENV): $(LEROBOT_STAMP)
+
 demo: $(STAMP)
 	$(VENV)/bin/embodia demo --out out/demo
 
-test: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+test: $(STAMP) $(LEROBOT_STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks scripts
 	$(VENV)/bin/pytest -q -m "not slow"
 
 test-slow: $(STAMP)
@@ -33,7 +45,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/env_step.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts
 
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) $(LEROBOT_VENV) out .pytest_cache
