@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -25,7 +26,7 @@ def _fail(msg: str) -> None:
 
 @app.command("eval")
 def eval_cmd(
-    policy: Annotated[str, typer.Option(help="'expert' (scripted experts)")] = "expert",
+    policy: Annotated[str, typer.Option(help="'expert' (scripted experts) or a checkpoint folder")] = "expert",
     embodiment: Annotated[str, typer.Option(help="arm7 | humanoid_upper")] = "arm7",
     skill: Annotated[str | None, typer.Option(help="a meta-skill, or 'all'")] = None,
     task: Annotated[str | None, typer.Option(help="a multi-step task instead of a skill")] = None,
@@ -35,16 +36,28 @@ def eval_cmd(
     instructions: Annotated[str, typer.Option(help="train | heldout | all paraphrases")] = "train",
     video: Annotated[Path | None, typer.Option(help="save one mp4 per episode here")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON to stdout")] = False,
+    n_action_steps: Annotated[int | None, typer.Option(help="learned policy: actions per chunk")] = None,
 ) -> None:
     """Run seeded episodes and report success rate (Wilson 95%) and episode length."""
     from embodia.body.embodiments import get_embodiment
     from embodia.body.env import TabletopEnv
     from embodia.body.skills import SKILLS
     from embodia.body.tasks import get_task
-    from embodia.eval.rollout import ExpertAgent, evaluate
+    from embodia.eval.rollout import ExpertAgent, PolicyAgent, evaluate
 
+    agent_factory, cameras, image_size = ExpertAgent, (), 96
     if policy != "expert":
-        _fail(f"unknown policy {policy!r}: only 'expert' is available in this build")
+        from embodia.cerebellum.checkpoint import load_checkpoint
+
+        try:
+            learned = load_checkpoint(policy, embodiment=embodiment)
+        except (FileNotFoundError, ValueError) as e:
+            _fail(str(e))
+        learned.cfg.n_action_steps = n_action_steps or learned.cfg.n_action_steps
+        cameras, image_size = tuple(learned.cfg.cameras), learned.cfg.image_size
+
+        def agent_factory():
+            return PolicyAgent(learned)
     try:
         spec = get_embodiment(embodiment)
         arm_name = spec.arm(arm).name
@@ -69,10 +82,10 @@ def eval_cmd(
 
             def make(kind=kind, name=name) -> TabletopEnv:
                 kw = {kind: name}
-                return TabletopEnv(embodiment=embodiment, arm=arm_name, cameras=(),
-                                   instruction_split=instructions, **kw)
+                return TabletopEnv(embodiment=embodiment, arm=arm_name, cameras=cameras,
+                                   image_size=image_size, instruction_split=instructions, **kw)
 
-            res = evaluate(make, ExpertAgent(), name, episodes, seed_start, video,
+            res = evaluate(make, agent_factory(), name, episodes, seed_start, video,
                            progress=lambda t=t: bar.advance(t))
             report["results"][name] = res.summary()
     rates = [r["success_rate"] for r in report["results"].values()]
@@ -143,6 +156,63 @@ def demo(
 
 
 @app.command()
+def train(
+    data: Annotated[str, typer.Option(help="dataset folder(s), comma-separated")],
+    out: Annotated[Path, typer.Option(help="checkpoint folder (resumed if it exists)")],
+    head: Annotated[str, typer.Option(help="flow | tokens")] = "flow",
+    max_minutes: Annotated[float, typer.Option(min=0.1)] = 45.0,
+    max_steps: Annotated[int, typer.Option(min=1)] = 100_000,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    lr: float = 3e-4,
+    seed: int = 0,
+    d_model: int = 128,
+    horizon: int = 16,
+    cameras: str = "front,wrist",
+    threads: Annotated[int | None, typer.Option(help="torch threads (default: all cores)")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Train a language-conditioned VLA policy from datasets (CPU by default)."""
+    from embodia.cerebellum.config import PolicyConfig
+    from embodia.cerebellum.training import TrainConfig
+    from embodia.cerebellum.training import train as run_train
+    from embodia.data.metadata import DatasetMeta
+
+    dirs = [d for d in data.split(",") if d]
+    try:
+        meta = DatasetMeta.load(dirs[0])
+        feats = meta.features
+        pc = PolicyConfig(head=head, embodiment=meta.embodiment, cameras=cameras.split(","),
+                          image_size=feats[f"observation.images.{cameras.split(',')[0]}"]["shape"][0]
+                          if f"observation.images.{cameras.split(',')[0]}" in feats else 96,
+                          state_dim=feats["observation.state"]["shape"][0],
+                          action_dim=feats["action"]["shape"][0] if "action" in feats else 0,
+                          horizon=horizon, d_model=d_model, control_rate_hz=float(meta.fps))
+        cfg = TrainConfig(data=dirs, out=str(out), policy=pc, batch_size=batch_size, lr=lr,
+                          max_steps=max_steps, max_minutes=max_minutes, seed=seed, threads=threads)
+        with Progress(TextColumn("train {task.fields[info]}"), BarColumn(), TimeElapsedColumn(),
+                      console=err) as bar:
+            t = bar.add_task("", total=max_minutes * 60, info="")
+
+            start = time.perf_counter()
+
+            def progress(log: dict) -> None:
+                v = log.get("val_loss")
+                bar.update(t, completed=time.perf_counter() - start,
+                           info=f"step {log['step']} loss {log['loss']:.4f}"
+                                + (f" val {v:.4f}" if v is not None else "")
+                                + f" {log['samples_per_s']:.0f} samples/s")
+
+            summary = run_train(cfg, progress=progress)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        _fail(str(e))
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        out_msg = ", ".join(f"{k}={v}" for k, v in summary.items())
+        err.print(f"trained: {out_msg}")
+
+
+@app.command()
 def collect(
     out: Annotated[Path, typer.Option(help="dataset folder (created, or resumed)")],
     embodiment: str = "arm7",
@@ -165,8 +235,6 @@ def collect(
                         seed_start=seed_start, workers=workers,
                         cameras=tuple(cameras.split(",")) if cameras else None,
                         image_size=image_size, tier=tier, keep_failures=keep_failures)
-    import time
-
     t0 = time.perf_counter()
     try:
         with Progress(TextColumn(f"collect {skill}"), BarColumn(), MofNCompleteColumn(),

