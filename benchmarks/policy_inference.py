@@ -1,0 +1,113 @@
+"""Policy latency and training throughput, printed as JSON.
+
+For each head at the default size, batch 1, one thread: latency of a whole chunk
+(`predict_chunk`, prefix computed once + head sampling) and per executed action through
+`select_action` (the queue amortizes one chunk over `n_action_steps` actions), median and p99;
+parameter counts; and training samples/s (forward + backward + AdamW step, batch 64).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from embodia.cerebellum.config import PolicyConfig
+from embodia.cerebellum.policy import VLAPolicy, batch_from_obs, normalizer_modes
+from embodia.data.normalize import Normalizer
+from embodia.eval.machine import machine_info
+
+
+class FixedLanguage:
+    """Instruction embeddings are cached per instruction at run time, so a fixed vector
+    measures the same work without loading the sentence model."""
+
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        return torch.ones(len(texts), 384) / 384**0.5
+
+
+def _stats(cfg: PolicyConfig) -> dict:
+    def f(d: int) -> dict:
+        return {"mean": [0.0] * d, "std": [1.0] * d, "min": [-1.0] * d, "max": [1.0] * d,
+                "q01": [-1.0] * d, "q99": [1.0] * d}
+    return {"observation.state": f(cfg.state_dim), "action": f(cfg.action_dim)}
+
+
+def pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(xs, q))
+
+
+def bench_head(head: str, runs: int, train_steps: int) -> dict:
+    cfg = PolicyConfig(head=head)
+    policy = VLAPolicy(cfg, Normalizer(_stats(cfg), normalizer_modes(cfg)), FixedLanguage()).eval()
+    rng = np.random.default_rng(0)
+    obs = {"observation.state": rng.normal(size=cfg.state_dim).astype(np.float32), "task": "pick up the red cube",
+           "embodiment": cfg.embodiment}
+    for c in cfg.cameras:
+        obs[f"observation.images.{c}"] = rng.integers(0, 255, (cfg.image_size, cfg.image_size, 3), dtype=np.uint8)
+    torch.set_num_threads(1)
+    batch = batch_from_obs(obs, cfg)
+    for _ in range(3):
+        policy.predict_chunk(batch)
+    chunk_ms = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        policy.predict_chunk(batch)
+        chunk_ms.append(1000 * (time.perf_counter() - t0))
+    action_ms = []
+    policy.reset()
+    for _ in range(runs * cfg.n_action_steps):
+        t0 = time.perf_counter()
+        policy.select_action(obs)
+        action_ms.append(1000 * (time.perf_counter() - t0))
+    # training throughput with all threads
+    torch.set_num_threads(os.cpu_count() or 1)
+    policy.train()
+    opt = torch.optim.AdamW(policy.parameters(), lr=1e-4)
+    b = 64
+    tb = {"observation.state": torch.randn(b, 1, cfg.state_dim), "task": ["pick up the red cube"] * b,
+          "action": torch.randn(b, cfg.horizon, cfg.action_dim).clamp(-1, 1),
+          "action_is_pad": torch.zeros(b, cfg.horizon, dtype=torch.bool), "embodiment": [cfg.embodiment] * b}
+    for c in cfg.cameras:
+        tb[f"observation.images.{c}"] = torch.randint(0, 255, (b, 1, 3, cfg.image_size, cfg.image_size), dtype=torch.uint8)
+    times = []
+    for i in range(train_steps + 2):
+        t0 = time.perf_counter()
+        loss, _ = policy.compute_loss(tb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i >= 2:
+            times.append(time.perf_counter() - t0)
+    n_prefix = sum(p.numel() for p in policy.prefix.parameters())
+    n_head = sum(p.numel() for p in policy.head.parameters())
+    return {
+        "horizon": cfg.horizon, "action_dim": cfg.action_dim, "n_action_steps": cfg.n_action_steps,
+        "flow_steps": cfg.flow_steps if head == "flow" else None,
+        "chunk_ms_median": round(statistics.median(chunk_ms), 2), "chunk_ms_p99": round(pct(chunk_ms, 99), 2),
+        "action_ms_median": round(statistics.median(action_ms), 3), "action_ms_p99": round(pct(action_ms, 99), 2),
+        "action_ms_mean": round(statistics.mean(action_ms), 3),
+        "params_total": n_prefix + n_head, "params_prefix": n_prefix, "params_head": n_head,
+        "train_samples_per_s": round(b / statistics.median(times), 1),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=100)
+    ap.add_argument("--train-steps", type=int, default=10)
+    a = ap.parse_args()
+    out = {"benchmark": "policy_inference", "batch": 1, "threads_inference": 1,
+           "heads": {h: bench_head(h, a.runs, a.train_steps) for h in ("flow", "tokens")},
+           "target": "flow head <= 10 ms per 16-step chunk at the default size on one core",
+           "machine": machine_info()}
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
