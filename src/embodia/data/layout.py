@@ -39,8 +39,7 @@ INDEX_FEATURES = {
     "index": {"dtype": "int64", "shape": [1], "names": None},
     "task_index": {"dtype": "int64", "shape": [1], "names": None},
 }
-VIDEO_CODEC = "libx264"  # H.264 decodes everywhere LeRobot runs (pyav, torchcodec)
-VIDEO_GOP = 2  # a keyframe every 2 frames: cheap random access for per-sample readers
+VIDEO_GOP = 2  # H.264, a keyframe every 2 frames: cheap random access for per-sample readers
 
 
 def chunk_file(n: int) -> tuple[int, int]:

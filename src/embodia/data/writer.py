@@ -18,7 +18,6 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import av
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -32,7 +31,6 @@ from embodia.data.layout import (
     STATS_PATH,
     TASKS_PATH,
     TIERS,
-    VIDEO_CODEC,
     VIDEO_GOP,
     VIDEO_PATH,
     atomic_write_json,
@@ -45,6 +43,7 @@ from embodia.data.layout import (
 )
 from embodia.data.metadata import DatasetMeta, read_parquet
 from embodia.data.stats import StreamingStats, image_channel_stats, merge_image_stats
+from embodia.data.video import encode_mp4
 
 STAGING = ".staging"
 
@@ -249,26 +248,11 @@ class DatasetWriter:
         return (max(n) + 1) if n else 0
 
     def _encode_video(self, path: Path, episodes: list[np.ndarray]) -> list[float]:
+        """The episodes back to back in one file; returns each episode's start time."""
         fps = int(self.info["fps"])
-        tmp = tmp_path_for(path)
-        starts, frame_no = [], 0
-        with av.open(str(tmp), mode="w", format="mp4") as container:
-            stream = container.add_stream(VIDEO_CODEC, rate=fps)
-            h, w = episodes[0].shape[1:3]
-            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-            stream.options = {"g": str(VIDEO_GOP), "bf": "0", "crf": "18", "preset": "veryfast"}
-            for frames in episodes:
-                starts.append(frame_no / fps)
-                for f in frames:
-                    vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
-                    vf.pts = frame_no
-                    frame_no += 1
-                    for packet in stream.encode(vf):
-                        container.mux(packet)
-            for packet in stream.encode():
-                container.mux(packet)
-        os.replace(tmp, path)
-        return starts
+        lengths = [len(e) for e in episodes]
+        encode_mp4(path, (f for e in episodes for f in e), fps, crf=18, gop=VIDEO_GOP)
+        return (np.concatenate([[0], np.cumsum(lengths)[:-1]]) / fps).tolist()
 
     def _write_tasks(self, tasks: list[str]) -> None:
         df = pd.DataFrame({"task_index": np.arange(len(tasks), dtype=np.int64)}, index=pd.Index(tasks, name="task"))
