@@ -119,14 +119,21 @@ class Normalizer:
             raise ValueError(f"feature {key!r}: shape {tuple(x.shape)} does not end in its "
                              f"stats shape {f.shift.shape}")
 
-    def normalize(self, key: str, x: ArrayT) -> ArrayT:
-        """x in feature units -> normalized (same type, device and float dtype as x)."""
+    def _prepare(self, key: str, x: ArrayT):
+        """(feature, float x, shift, scale), or None for an identity feature."""
         f = self._feature(key)
         if f.mode == "identity":
-            return x
+            return None
         x = _as_float(x)
         self._check_shape(key, f, x)
-        shift, scale = self._params(key, f, x)
+        return (f, x, *self._params(key, f, x))
+
+    def normalize(self, key: str, x: ArrayT) -> ArrayT:
+        """x in feature units -> normalized (same type, device and float dtype as x)."""
+        prepared = self._prepare(key, x)
+        if prepared is None:
+            return x
+        f, x, shift, scale = prepared
         y = (x - shift) / scale
         if f.clip:
             y = y.clamp(-1.0, 1.0) if isinstance(y, torch.Tensor) else np.clip(y, -1.0, 1.0)
@@ -134,12 +141,10 @@ class Normalizer:
 
     def unnormalize(self, key: str, x: ArrayT) -> ArrayT:
         """Normalized -> feature units (the inverse of `normalize` inside its clip range)."""
-        f = self._feature(key)
-        if f.mode == "identity":
+        prepared = self._prepare(key, x)
+        if prepared is None:
             return x
-        x = _as_float(x)
-        self._check_shape(key, f, x)
-        shift, scale = self._params(key, f, x)
+        _, x, shift, scale = prepared
         return x * scale + shift
 
     def normalize_batch(self, batch: Mapping[str, Any]) -> dict[str, Any]:
