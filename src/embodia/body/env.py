@@ -24,6 +24,7 @@ from embodia.body.sim import Simulation
 from embodia.body.start_states import sample_start
 from embodia.body.tasks import bind, get_task
 
+SETTLE_STEPS = 10  # control steps a finished plan gets for its goals to come to rest
 TEXT_CHARSET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,.'-_"
 
 
@@ -87,6 +88,7 @@ class TabletopEnv(gym.Env):
         self.elapsed = 0
         self.max_steps = 0
         self._rng = np.random.default_rng(seed)
+        self._goal: tuple[int, ...] = ()
         self._ready = False
 
     # ----------------------------------------------------------------------- API
@@ -120,6 +122,8 @@ class TabletopEnv(gym.Env):
                                   args=tuple(args) if args is not None else None)
             self.plan = [(skill, chosen)]
         self.arm = arm
+        single = self.task_spec is None or "skill" in opts or opts.get("continue")
+        self._goal = (len(self.plan) - 1,) if single else (self.task_spec.goal or (len(self.plan) - 1,))
         for s, a in self.plan:
             S.check_args(self.sim, s, a)
         classes = {n: i.cls for n, i in self.sim.catalogue.items()}
@@ -128,6 +132,7 @@ class TabletopEnv(gym.Env):
         self.controller.reset()
         self.step_index = 0
         self.elapsed = 0
+        self._plan_done_at: int | None = None
         budget = sum(S.get_skill(s).max_steps for s, _ in self.plan)
         self.max_steps = self.max_steps_override or budget
         self._ready = True
@@ -141,9 +146,15 @@ class TabletopEnv(gym.Env):
         self.elapsed += 1
         while self.step_index < len(self.plan) and S.success(self.sim, *self.plan[self.step_index]):
             self.step_index += 1
-        done_all = self.step_index >= len(self.plan)
+        plan_done = self.step_index >= len(self.plan)
+        # a task succeeds only if its goals still hold at the end (a cube knocked out of the
+        # drawer while closing it is a failure, even though every step once succeeded)
+        done_all = plan_done and all(S.success(self.sim, *self.plan[i]) for i in self._goal)
         reward = 1.0 if done_all else 0.0
-        truncated = (not done_all) and self.elapsed >= self.max_steps
+        if plan_done and self._plan_done_at is None:
+            self._plan_done_at = self.elapsed
+        settling = plan_done and self.elapsed - self._plan_done_at < SETTLE_STEPS
+        truncated = (not done_all) and ((plan_done and not settling) or self.elapsed >= self.max_steps)
         info = self._info(success=done_all)
         info["action"] = applied
         return self._obs(), reward, done_all, truncated, info

@@ -79,7 +79,8 @@ class Motion:
         """Rise to a transit height, travel over, then descend to `z`."""
         lift = max(transit, self.tcp()[0][2])
         start = self.tcp()[0]
-        yield from self.move_to(np.array([start[0], start[1], lift]), self.yaw(), grip, tol=0.03,
+        # rise with the gripper as it was (closing it here could grab what was just released)
+        yield from self.move_to(np.array([start[0], start[1], lift]), self.yaw(), self.grip, tol=0.03,
                                 max_steps=10)
         yield from self.move_to(lambda: np.r_[xy(), lift], yaw, grip, tol=0.015)
         yield from self.move_to(lambda: np.r_[xy(), lift], yaw, grip, tol=0.006, max_steps=3)

@@ -102,7 +102,8 @@ def is_in(sim: Simulation, obj: str, container: str) -> bool:
     local = _local_xy(sim, obj, container)
     if cls == "bowl":
         inside = np.all(np.abs(local[:2]) < BOWL_INNER_HALF)
-        return bool(inside and -0.005 < local[2] - CUBE_HALF - 0.008 < 0.03)
+        # resting on the bowl floor, or on another cube inside the bowl
+        return bool(inside and -0.005 < local[2] - CUBE_HALF - 0.008 < 2 * CUBE_HALF + 0.01)
     if cls == "drawer":
         li, wi, _ = DRAWER_INNER
         inside = 0.0 < local[0] < li + 0.012 and abs(local[1]) < wi / 2

@@ -12,23 +12,26 @@ class TaskSpec:
     name: str
     steps: tuple[tuple[str, tuple[str, ...]], ...]  # (skill, args with $a/$b placeholders)
     description: str
+    # Step predicates that must still hold when the task ends (pick or open_drawer are
+    # stepping stones that later steps undo, so they are not goals).
+    goal: tuple[int, ...] = ()
 
 
 TASKS: dict[str, TaskSpec] = {
     t.name: t
     for t in (
         TaskSpec("put_in_bowl", (("pick", ("$a",)), ("place", ("$a", "bowl"))),
-                 "pick a cube and put it in the bowl"),
+                 "pick a cube and put it in the bowl", goal=(1,)),
         TaskSpec("put_on_plate", (("pick", ("$a",)), ("place", ("$a", "plate"))),
-                 "pick a cube and put it on the plate"),
+                 "pick a cube and put it on the plate", goal=(1,)),
         TaskSpec("stack_two", (("pick", ("$a",)), ("stack", ("$a", "$b"))),
-                 "stack one cube on another"),
+                 "stack one cube on another", goal=(1,)),
         TaskSpec("sort_two", (("pick", ("$a",)), ("place", ("$a", "bowl")),
                               ("pick", ("$b",)), ("place", ("$b", "plate"))),
-                 "one cube into the bowl, another onto the plate"),
+                 "one cube into the bowl, another onto the plate", goal=(1, 3)),
         TaskSpec("drawer_store", (("open_drawer", ()), ("pick", ("$a",)),
                                   ("place", ("$a", "drawer")), ("close_drawer", ())),
-                 "open the drawer, put a cube inside, close it"),
+                 "open the drawer, put a cube inside, close it", goal=(2, 3)),
     )
 }
 

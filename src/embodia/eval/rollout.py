@@ -43,10 +43,12 @@ class ExpertAgent:
         self._expert, self._step = None, -1
 
     def act(self, obs: dict[str, Any], env: TabletopEnv) -> np.ndarray:
+        if env.current_step is None:  # plan finished, goals settling: hold still
+            if self._expert is None:
+                return np.zeros(env.action_space.shape)
+            return self._expert.act()
         if self._expert is None or env.step_index != self._step:
             step = env.current_step
-            if step is None:
-                raise RuntimeError("episode already finished")
             self._step = env.step_index
             self._expert = ScriptedExpert(env.sim, step[0], step[1], env.arm, self._rng, self.noise)
         return self._expert.act()
