@@ -130,9 +130,6 @@ def sample_start(sim: Simulation, skill: str, rng: np.random.Generator, arm: str
             layout.drawer_open = rng.uniform(0.0, 0.015)
         sim.reset_robot()
         sim.apply_layout(layout)
-        for other in sim.arms:
-            if other != arm:
-                sim.reset_robot()
         random_arm_pose(sim, arm, rng)
         cubes = sorted(layout.cubes)
         chosen = tuple(args) if args else None
