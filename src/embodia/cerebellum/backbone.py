@@ -25,7 +25,7 @@ class PrefixEncoder(nn.Module):
         self.cfg = cfg
         self.lang = nn.Sequential(nn.Linear(cfg.lang_dim, d), nn.GELU(), nn.Linear(d, d))
         self.state = nn.Sequential(nn.Linear(cfg.state_dim, d), nn.GELU(), nn.Linear(d, d))
-        self.vision = VisionEncoder(d, cfg.image_size, cfg.lang_dim if cfg.film else None)
+        self.vision = VisionEncoder(d, cfg.image_size, cfg.lang_dim if cfg.film else None, cfg.keypoints)
         self.camera_embed = nn.Parameter(torch.zeros(len(cfg.cameras), 1, d))
         self.type_embed = nn.Parameter(torch.zeros(3, d))
         nn.init.normal_(self.camera_embed, std=0.02)

@@ -27,6 +27,7 @@ class PolicyConfig:
     ff_mult: int = 2
     dropout: float = 0.0
     film: bool = True  # language FiLM-conditions the vision encoder
+    keypoints: int = 32  # spatial-softmax keypoint tokens per camera (0 = coarse grid only)
     lang_dim: int = 384  # all-MiniLM-L6-v2
     flow_steps: int = 10
     flow_beta: tuple[float, float] = (1.5, 1.0)

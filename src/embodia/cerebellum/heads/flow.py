@@ -2,7 +2,8 @@
 
 Training: t ~ Beta(1.5, 1) (weighting the noisier end), x_t = t * noise + (1 - t) * action,
 regress the velocity u = noise - action. Inference: start from noise at t = 1 and take N
-Euler steps to t = 0, attending to the same prefix at every step (computed once per chunk).
+Euler steps to t = 0, attending to the same prefix at every step: the prefix and its
+cross-attention keys/values are computed once per chunk, not once per step.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 
 from embodia.cerebellum.config import PolicyConfig
+from embodia.cerebellum.heads.decoder import KV, DecoderBlock
 
 
 def time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -31,23 +33,27 @@ class FlowHead(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
         self.pos = nn.Parameter(torch.zeros(1, cfg.horizon, d))
         nn.init.normal_(self.pos, std=0.02)
-        layer = nn.TransformerDecoderLayer(d, cfg.n_heads, cfg.ff_mult * d, cfg.dropout,
-                                           batch_first=True, norm_first=True)
-        self.decoder = nn.TransformerDecoder(layer, cfg.head_layers)
+        self.blocks = nn.ModuleList(
+            DecoderBlock(d, cfg.n_heads, cfg.ff_mult * d, cfg.dropout) for _ in range(cfg.head_layers))
         self.out = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, cfg.action_dim))
         a, b = cfg.flow_beta
         self.beta = torch.distributions.Beta(torch.tensor(float(a)), torch.tensor(float(b)))
 
-    def velocity(self, memory: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def memory_kv(self, memory: torch.Tensor) -> list[KV]:
+        return [blk.memory_kv(memory) for blk in self.blocks]
+
+    def velocity(self, mem: list[KV], x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         h = self.action_in(x_t) + self.pos + self.time_mlp(time_embedding(t, self.cfg.d_model))[:, None]
-        return self.out(self.decoder(h, memory))
+        for blk, kv in zip(self.blocks, mem, strict=True):
+            h = blk(h, kv, causal=False)
+        return self.out(h)
 
     def loss(self, memory: torch.Tensor, actions: torch.Tensor, pad: torch.Tensor) -> tuple[torch.Tensor, dict]:
         b = actions.shape[0]
         t = self.beta.sample((b,)).to(actions) * 0.999 + 0.001
         noise = torch.randn_like(actions)
         x_t = t[:, None, None] * noise + (1 - t[:, None, None]) * actions
-        v = self.velocity(memory, x_t, t)
+        v = self.velocity(self.memory_kv(memory), x_t, t)
         err = ((v - (noise - actions)) ** 2).mean(-1)
         keep = (~pad).float()
         loss = (err * keep).sum() / keep.sum().clamp(min=1.0)
@@ -59,7 +65,8 @@ class FlowHead(nn.Module):
         x = torch.randn(b, self.cfg.horizon, self.cfg.action_dim, generator=generator).to(memory)
         n = self.cfg.flow_steps
         dt = -1.0 / n
+        mem = self.memory_kv(memory)
         for i in range(n):
             t = torch.full((b,), 1.0 + i * dt, device=memory.device)
-            x = x + dt * self.velocity(memory, x, t)
+            x = x + dt * self.velocity(mem, x, t)
         return x
