@@ -1,4 +1,4 @@
-"""The one `embodia` command. Sub-commands: eval, demo, embodiments, scene."""
+"""The one `embodia` command. Sub-commands: eval, demo, train, collect, data, embodiments, scene, plan."""
 
 from __future__ import annotations
 
@@ -311,6 +311,51 @@ def data_viz(root: Path, episode: Annotated[int, typer.Option(min=0)] = 0,
     out.print(f"wrote {path}")
 
 
+serve_app = typer.Typer(no_args_is_help=True, help="Serve a policy to robots over the network.")
+app.add_typer(serve_app, name="serve")
+
+
+@serve_app.command("policy")
+def serve_policy(
+    checkpoint: Annotated[Path, typer.Option(help="checkpoint folder (model.safetensors, config.json, stats.json)")],
+    host: Annotated[str, typer.Option(help="bind address (loopback by default; the API key guards any other)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="0 picks a free port (printed)")] = 8000,
+    api_key_file: Annotated[Path | None, typer.Option(help="file holding the API key; default $EMBODIA_API_KEY")] = None,
+    max_batch: Annotated[int, typer.Option(min=1, help="most requests from different robots per model call")] = 32,
+    batch_window_ms: Annotated[float, typer.Option(min=0, help="longest a request waits for company")] = 2.0,
+    max_message_mb: Annotated[float, typer.Option(min=0.01, help="larger messages get a too_large error")] = 4.0,
+) -> None:
+    """Serve a checkpoint over websocket + msgpack (openpi-client compatible); /healthz and
+    /metrics over HTTP on the same port. Clients send `Authorization: Api-Key <key>`."""
+    import logging
+
+    from embodia.serve.auth import ENV_VAR, ApiKeyAuth, load_api_key
+    from embodia.serve.batching import BatchingConfig
+    from embodia.serve.server import LOOPBACK, ServerConfig, run_policy_server
+
+    try:
+        key = load_api_key(api_key_file)
+        if key is None:
+            raise ValueError(f"no API key: set {ENV_VAR} or pass --api-key-file")
+        ApiKeyAuth(key)
+    except ValueError as e:
+        _fail(str(e))
+    from embodia.cerebellum.checkpoint import load_checkpoint
+
+    try:
+        policy = load_checkpoint(checkpoint)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    if host not in LOOPBACK:
+        err.print(f"[yellow]warning:[/] listening on {host}, beyond this machine; only the API key guards it")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+    config = ServerConfig(host=host, port=port, max_message_bytes=int(max_message_mb * 2**20),
+                          batching=BatchingConfig(max_batch=max_batch, window_s=batch_window_ms / 1e3))
+    err.print(f"loading {checkpoint} ({policy.cfg.embodiment}, {policy.cfg.head} head) and warming up ...")
+    run_policy_server(policy, key, config)
+
+
 @app.command()
 def embodiments(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List the embodiments with their state/action layouts."""
@@ -350,6 +395,68 @@ def scene(
             out.print(f"instruction: {env.instruction}\n{g.summary()}")
     finally:
         env.close()
+
+
+@app.command()
+def plan(
+    instruction: Annotated[str, typer.Argument(help="what the person asks, in plain English")],
+    seed: int = 0,
+    planner: Annotated[str, typer.Option(help="symbolic (offline) | llm")] = "symbolic",
+    embodiment: str = "arm7",
+    arm: Annotated[str | None, typer.Option(help="preferred arm (humanoid: left | right)")] = None,
+    skill: Annotated[str, typer.Option(help="the start state to draw (as in `embodia scene`)")] = "pick",
+    base_url: Annotated[str | None, typer.Option(help="llm: OpenAI-compatible endpoint, e.g. http://localhost:8000/v1")] = None,
+    model: Annotated[str | None, typer.Option(help="llm: model name at the endpoint")] = None,
+    api_key_env: Annotated[str, typer.Option(help="llm: environment variable holding the API key")] = "EMBODIA_LLM_API_KEY",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Plan an instruction on a seeded scene: print the scene summary and the plan (or why not).
+
+    Exit code 1 when the brain refuses (unknown or ambiguous objects, impossible or infeasible
+    requests), 2 on bad options.
+    """
+    from embodia.body.env import TabletopEnv
+    from embodia.brain.llm import LLMError
+    from embodia.brain.planner import make_planner
+    from embodia.brain.refusal import Refusal
+
+    options = {}
+    if planner == "llm":
+        if not base_url or not model:
+            _fail("--planner llm needs --base-url and --model")
+        options = {"base_url": base_url, "model": model, "api_key_env": api_key_env}
+    try:
+        brain = make_planner(planner, embodiment, arm, **options)
+        env = TabletopEnv(embodiment=embodiment, skill=skill, cameras=())
+    except ValueError as e:
+        _fail(str(e))
+    try:
+        env.reset(seed=seed)
+        graph = env.scene_graph()
+    finally:
+        env.close()
+    scene_info = {"seed": seed, "embodiment": embodiment, "summary": graph.summary()}
+    try:
+        result = brain.plan(instruction, graph)
+    except Refusal as r:
+        if as_json:
+            print(json.dumps({"scene": scene_info, "refusal": r.to_dict()}, indent=2))
+        else:
+            out.print(f"scene: {graph.summary()}")
+            out.print(f"[bold yellow]refused[/] ({r.kind}): {r}")
+        raise typer.Exit(1) from None
+    except LLMError as e:
+        _fail(str(e))
+    if as_json:
+        print(json.dumps({"scene": scene_info, "plan": result.to_dict()}, indent=2))
+        return
+    out.print(f"scene: {graph.summary()}")
+    out.print(f"[bold]plan[/] ({result.planner}, {result.planning_ms:.0f} ms) for \"{instruction}\":")
+    for i, s in enumerate(result.steps, 1):
+        out.print(f"  {i}. {s.skill}({', '.join(s.args)}) \\[{s.arm} arm]  \"{s.instruction}\"")
+    if not result.steps:
+        out.print("  (nothing to do: the goals already hold)")
+    out.print("[dim]" + "\n".join(result.reasoning) + "[/]")
 
 
 def main() -> None:  # pragma: no cover

@@ -1,0 +1,1 @@
+"""The brain pillar: grounding, symbolic (PDDL) and LLM planning, feasibility, monitoring."""

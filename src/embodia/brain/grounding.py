@@ -1,0 +1,256 @@
+"""Grounding: a noun phrase ("the crimson block", "every cube", "the cube on the plate")
+to the scene objects it names, or a refusal that says which phrase failed and what is there.
+
+How: colours and classes come from a synonym lexicon first (exact, explainable); a head
+noun the lexicon does not know is compared with class exemplars by all-MiniLM-L6-v2
+similarity and accepted only when it is both close (>= `threshold`) and clearly closer to
+one class than to any other (>= `margin`). Colours never come from MiniLM: measured on
+this model, single colour words land on the wrong colour too often ("golden cube" is
+nearest the green cube), so an unknown colour word is a refusal, not a guess.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from embodia.brain.embedding import SentenceEncoder
+from embodia.brain.refusal import Refusal
+from embodia.brain.state import TABLE, ZONE, State, lit
+
+COLOURS: dict[str, tuple[str, ...]] = {
+    "red": ("red", "crimson", "scarlet", "ruby", "cherry", "maroon", "vermilion"),
+    "green": ("green", "emerald", "lime", "olive", "jade"),
+    "blue": ("blue", "navy", "azure", "cobalt", "sapphire"),
+    "yellow": ("yellow", "golden", "gold", "lemon", "amber", "mustard"),
+    "white": ("white", "ivory", "cream"),
+    "gray": ("gray", "grey", "silver", "slate"),
+    "pink": ("pink", "rose", "salmon"),
+    "purple": ("purple", "violet", "lavender", "lilac", "mauve"),
+    "orange": ("orange", "tangerine"),
+    "brown": ("brown", "wooden"),
+}
+CLASSES: dict[str, tuple[str, ...]] = {
+    "cube": ("cube", "block", "brick"),
+    "bowl": ("bowl", "container", "basin", "bin", "basket", "tub", "receptacle"),
+    "plate": ("plate", "dish", "saucer", "platter", "tray"),
+    "drawer": ("drawer", "cabinet"),
+    ZONE: ("square", "white square", "marked square", "target square", "target area",
+           "marked area", "target", "zone", "target zone", "goal area", "area", "spot",
+           "marked spot", "square on the table"),
+    TABLE: ("table", "tabletop", "table top", "counter"),
+    "": ("one", "thing", "object", "item", "ones", "things", "objects", "items"),
+}
+# Exemplars MiniLM compares an unknown head noun with (zone and table are never guessed).
+EXEMPLARS: dict[str, tuple[str, ...]] = {
+    "cube": ("cube", "block", "toy block", "building block"),
+    "bowl": ("bowl", "container", "basin"),
+    "plate": ("plate", "dish", "tray"),
+    "drawer": ("drawer", "cabinet drawer"),
+}
+SHADES = {"light", "dark", "bright", "pale", "deep", "sky", "grass", "blood", "fire", "sea",
+          "coloured", "colored", "small", "little", "tiny", "plastic", "toy", "single", "lone"}
+SELECTORS = {"leftmost": "left", "left": "left", "rightmost": "right", "right": "right",
+             "nearest": "near", "closest": "near", "farthest": "far", "furthest": "far"}
+UNIVERSAL = {"all", "every", "each", "both", "everything"}
+INDEFINITE = {"a", "an", "any", "some"}
+PRONOUNS = {"it", "them", "that", "this", "those", "these", "itself"}
+RELATION = re.compile(r"\s+(?:that is |which is |that's |sitting |lying |resting )?"
+                      r"(on top of|inside of|inside|in|on|from|out of|off of|off|under|beneath)\s+(.*)$")
+
+_COLOUR_WORD = {w: c for c, ws in COLOURS.items() for w in ws}
+_CLASS_PHRASE = {w: c for c, ws in CLASSES.items() for w in ws}
+
+
+def singular(word: str) -> str:
+    for suffix, repl in (("ies", "y"), ("es", ""), ("s", "")):
+        if word.endswith(suffix) and word[: len(word) - len(suffix)] + repl in _CLASS_PHRASE:
+            return word[: len(word) - len(suffix)] + repl
+    return word
+
+
+@dataclass
+class Mention:
+    """A parsed noun phrase: what it asks for, before looking at the scene."""
+
+    text: str
+    quant: str = "the"  # the | a | all | pronoun
+    colour: str | None = None
+    cls: str | None = None  # cube | bowl | plate | drawer | zone | table | None (any)
+    plural: bool = False
+    selector: str | None = None
+    relation: tuple[str, Mention] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class Grounder:
+    """Parses noun phrases and resolves them against a `State`."""
+
+    def __init__(self, encoder: SentenceEncoder | None = None, threshold: float = 0.70,
+                 margin: float = 0.20) -> None:
+        self.encoder = encoder or SentenceEncoder()
+        self.threshold, self.margin = threshold, margin
+        self._labels = [(c, e) for c, es in EXEMPLARS.items() for e in es]
+
+    # ------------------------------------------------------------------ parsing
+    def parse(self, text: str, allow_relation: bool = True) -> Mention:
+        text = re.sub(r"\s+", " ", text.strip().lower())
+        text = re.sub(r"^(of )?", "", text)
+        if not text:
+            raise Refusal("unknown", text, "an object is missing here")
+        m = Mention(text)
+        if allow_relation:
+            r = RELATION.search(" " + text)
+            if r is not None and r.start() > 0:
+                core = (" " + text)[: r.start()].strip()
+                if core and core not in PRONOUNS:
+                    m = self.parse(core, allow_relation=False)
+                    m.text = text
+                    m.relation = (r.group(1), self.parse(r.group(2)))
+                    return m
+        words = text.replace("-", " ").split()
+        if words in (["it"], ["itself"], ["that"], ["this"], ["them"], ["those"], ["these"],
+                     ["that", "one"], ["this", "one"]):
+            m.quant, m.plural = "pronoun", words[0] in ("them", "those", "these")
+            return m
+        if words[:2] in (["all", "of"], ["each", "of"], ["both", "of"]):
+            words = [words[0], *words[2:]]
+        if words[:3] == ["one", "of", "the"]:
+            words, m.quant = words[3:], "a"
+        elif words and words[0] in UNIVERSAL:
+            m.quant, m.plural = "all", True
+            if words[0] == "everything":
+                m.cls = "cube"
+            words = words[1:]
+        elif words and words[0] in INDEFINITE:
+            m.quant = "a"
+            words = words[1:]
+        elif words and words[0] in ("the", "its"):
+            words = words[1:]
+        if words and words[0] == "the":
+            words = words[1:]
+        head: list[str] = []
+        for w in words:
+            if w in _COLOUR_WORD and not head:
+                if m.colour is not None and m.colour != _COLOUR_WORD[w]:
+                    raise Refusal("unknown", text, f"names two colours ({m.colour}, {_COLOUR_WORD[w]})")
+                m.colour = _COLOUR_WORD[w]
+                if w != m.colour:
+                    m.notes.append(f"{w} = {m.colour}")
+            elif w in SELECTORS and not head:
+                m.selector = SELECTORS[w]
+            elif w in SHADES and not head:
+                continue
+            else:
+                head.append(w)
+        if head:
+            phrase = " ".join(head)
+            cls = _CLASS_PHRASE.get(phrase) or _CLASS_PHRASE.get(" ".join([*head[:-1], singular(head[-1])]))
+            if cls is not None:
+                if singular(head[-1]) != head[-1] and head[-1] not in _CLASS_PHRASE:
+                    m.plural = True
+                if head[-1] in ("ones", "things", "objects", "items"):
+                    m.plural = True
+                if phrase not in (cls, "one") and cls:
+                    m.notes.append(f"{phrase} = {cls}")
+                m.cls = cls or m.cls
+            else:
+                m.cls, note = self._similar_class(phrase, text)
+                m.notes.append(note)
+                m.plural = m.plural or phrase.endswith("s")
+        if m.quant == "all" and m.cls is None:
+            m.cls = "cube"
+        return m
+
+    def _similar_class(self, phrase: str, text: str) -> tuple[str, str]:
+        """The class MiniLM puts `phrase` in, when it is sure; else a refusal."""
+        stray = [w for w in phrase.split() if w in _COLOUR_WORD or w in ("and", "the", "or", "but")]
+        if stray:
+            raise Refusal("unknown", text, f"cannot read '{phrase}' as one object "
+                          f"(stray word{'s' if len(stray) > 1 else ''}: {', '.join(stray)})")
+        vecs = self.encoder.encode([f"the {phrase}"] + [f"the {e}" for _, e in self._labels])
+        sims = vecs[1:] @ vecs[0]
+        best: dict[str, float] = {}
+        for (cls, _), s in zip(self._labels, sims, strict=True):
+            best[cls] = max(best.get(cls, -1.0), float(s))
+        ranked = sorted(best.items(), key=lambda kv: -kv[1])
+        (c1, s1), (_, s2) = ranked[0], ranked[1]
+        if s1 >= self.threshold and s1 - s2 >= self.margin:
+            return c1, f"{phrase} ~ {c1} (MiniLM {s1:.2f}, next {s2:.2f})"
+        raise Refusal("unknown", text, f"I do not know what '{phrase}' is "
+                      f"(closest: {c1}, similarity {s1:.2f}, too unsure to act on)")
+
+    # ------------------------------------------------------------------ resolving
+    def resolve(self, m: Mention, state: State, scene_words: bool = True) -> list[str]:
+        """Object names `m` refers to. Definite singular phrases must name exactly one."""
+        if m.cls in (ZONE, TABLE):
+            return [m.cls]
+        names = [n for n, o in state.objects.items()
+                 if (m.cls is None or o.cls == m.cls) and (m.colour is None or o.colour == m.colour)]
+        if m.relation is not None:
+            prep, other = m.relation
+            targets = self.resolve(other, state)
+            names = [n for n in names if any(_related(state, n, prep, t) for t in targets)]
+            if not names:
+                raise Refusal("unknown", m.text, f"nothing fits: {self._describe_relation(m, state)}",
+                              self.present(state))
+        if not names:
+            raise Refusal("unknown", m.text, self._nothing(m, state), self.present(state))
+        if m.selector is not None:
+            names = [_select(state, names, m.selector)]
+        if m.quant == "all" or (m.plural and m.quant == "the"):
+            return sorted(names)
+        if len(names) > 1 and m.quant != "a":
+            which = ", ".join(f"the {state.describe(n)}" for n in sorted(names))
+            raise Refusal("ambiguous", m.text, f"it could be {which}; say which one",
+                          self.present(state))
+        if len(names) > 1:  # "a cube": the person left the choice to us; take a free one
+            free = [n for n in sorted(names) if state.cls(n) != "cube" or
+                    (state.holds(lit("clear", n)) and state.support.get(n) == TABLE)]
+            return [(free or sorted(names))[0]]
+        return names
+
+    def present(self, state: State) -> list[str]:
+        return [state.describe(n) for n in sorted(state.objects, key=_order(state))]
+
+    def _nothing(self, m: Mention, state: State) -> str:
+        what = " ".join(x for x in (m.colour, m.cls) if x) or m.text
+        if m.cls and m.colour:
+            same = [state.describe(n) for n, o in state.objects.items() if o.cls == m.cls]
+            if same:
+                return f"there is no {what}; the {m.cls}{'s are' if len(same) > 1 else ' is'} " \
+                       f"{', '.join(s.split()[0] for s in same)}" if m.cls == "cube" else \
+                       f"there is no {what}; there is a {same[0]}"
+        return f"there is no {what} in the scene"
+
+    def _describe_relation(self, m: Mention, state: State) -> str:
+        prep, other = m.relation  # type: ignore[misc]
+        base = " ".join(x for x in (m.colour, m.cls) if x) or "object"
+        cands = [n for n, o in state.objects.items()
+                 if (m.cls is None or o.cls == m.cls) and (m.colour is None or o.colour == m.colour)]
+        where = "; ".join(f"the {state.describe(n)} is {state.where(n)}" for n in cands
+                          if n in state.support)
+        return f"no {base} {prep} {other.text}" + (f" ({where})" if where else "")
+
+
+def _related(state: State, obj: str, prep: str, target: str) -> bool:
+    if obj not in state.support:
+        return False
+    if prep in ("under", "beneath"):
+        return state.support.get(target) == obj
+    return any(state.holds(lit(name, obj, target)) for name in ("on", "in"))
+
+
+def _select(state: State, names: list[str], selector: str) -> str:
+    pos = {n: np.asarray(state.objects[n].position) for n in names}
+    key = {"left": lambda n: -pos[n][1], "right": lambda n: pos[n][1],
+           "near": lambda n: float(np.linalg.norm(pos[n][:2])),
+           "far": lambda n: -float(np.linalg.norm(pos[n][:2]))}[selector]
+    return min(names, key=key)
+
+
+def _order(state: State):
+    rank = {"cube": 0, "bowl": 1, "plate": 2, "drawer": 3}
+    return lambda n: (rank.get(state.cls(n), 9), n)

@@ -1,0 +1,356 @@
+"""From a person's instruction to goal conditions, in order.
+
+"open the drawer and put the yellow cube inside, then close it" becomes the segments
+[[open(drawer), in(yellow_cube, drawer)], [closed(drawer)]]: clauses joined by "and" or a
+comma share a segment (the planner orders them), sequencing words ("then", "after that",
+"finally", "next") start a new one, and so does a clause that undoes an earlier goal of the
+same segment ("pick up the red cube and put it in the bowl"). Goals, not skills, are the
+output: the planner chooses the minimal skills, so "put the red cube in the bowl" works
+whether the cube is on the table, under another cube or already in hand.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from embodia.brain.grounding import Grounder, Mention
+from embodia.brain.refusal import Refusal
+from embodia.brain.state import TABLE, ZONE, Literal, State, lit
+
+VERBS: tuple[tuple[str, str], ...] = (
+    ("build a tower with", "tower"), ("build a tower out of", "tower"), ("build a tower from", "tower"),
+    ("build a tower using", "tower"), ("make a tower with", "tower"), ("make a tower of", "tower"),
+    ("make a stack of", "tower"), ("make a stack with", "tower"),
+    ("get hold of", "pick"), ("pick up", "pick"), ("pick", "pick"), ("grab", "pick"), ("lift", "pick"),
+    ("take", "pick"), ("grasp", "pick"), ("hold", "pick"), ("raise", "pick"), ("fetch", "pick"),
+    ("get", "pick"),
+    ("put away", "put"), ("put", "put"), ("place", "put"), ("drop", "put"), ("set", "put"),
+    ("move", "put"), ("deposit", "put"), ("release", "put"), ("transfer", "put"), ("bring", "put"),
+    ("stow", "put"), ("store", "put"), ("load", "put"), ("toss", "put"), ("carry", "put"),
+    ("insert", "put"), ("tuck", "put"), ("leave", "put"),
+    ("stack", "stack"), ("pile", "stack"), ("rest", "stack"),
+    ("push", "push"), ("slide", "push"), ("shove", "push"), ("nudge", "push"), ("sweep", "push"),
+    ("pull open", "open"), ("pull out", "open"), ("pull", "open"), ("draw", "open"), ("open", "open"),
+    ("close", "close"), ("shut", "close"),
+    ("tidy up", "clear"), ("clean up", "clear"), ("clear", "clear"), ("tidy", "clear"),
+    ("clean", "clear"), ("empty", "empty"),
+)
+POLITE = re.compile(r"^(?:(?:please|kindly|could you|can you|would you|will you|i want you to|"
+                    r"i'd like you to|i would like you to|go ahead and|now|first|firstly|also|"
+                    r"robot|and|then|just|you should|try to)\b\s*)+")
+TRAILING = re.compile(r"\s+(?:please|for me|now|as well|too)$")
+SEQUENTIAL = ("then", "and then", "after that", "afterwards", "afterward", "finally",
+              "and finally", "next", "lastly", "after this", "once done", ".", ";")
+SPLIT = re.compile(r"\s*(,\s*and then|,\s*then|,\s*and|and then|and finally|after that|afterwards|"
+                   r"afterward|after this|once done|finally|lastly|\bnext\b|\bthen\b|\band\b|[,.;])\s*")
+DEST_PREPS = r"on top of|inside of|inside|into|in to|onto|on|in|atop|over to|over|to|at|toward|towards"
+DEST = re.compile(rf"\b({DEST_PREPS})\b")
+PICK_DEST = re.compile(r"\b(to|into|onto|over to|toward|towards)\b")
+PARTICLES = ("back in", "open", "opened", "shut", "closed", "out", "back", "up", "down", "away",
+             "in", "inside", "there", "in there", "in it", "on it", "on top", "together")
+LOCATION = ("held", "in", "on", "stowed")
+
+
+@dataclass
+class Clause:
+    verb: str
+    objects: str
+    dest: str | None
+    particles: set[str]
+    text: str
+    new_segment: bool
+    inherited: bool = False
+
+
+@dataclass
+class Goals:
+    """The goal literals of each sequenced part, and the grounding decisions made."""
+
+    segments: list[list[Literal]]
+    notes: list[str] = field(default_factory=list)
+
+    def as_text(self) -> list[list[str]]:
+        return [[str(g) for g in seg] for seg in self.segments]
+
+
+def normalize(text: str) -> str:
+    t = text.lower().replace("’", "'")
+    t = re.sub(r"[!?\"]", " ", t)
+    t = re.sub(r"\s+", " ", t).strip()
+    return t.rstrip(".")
+
+
+def split_clauses(text: str) -> list[tuple[str, bool]]:
+    """Chunks with a flag: does this chunk start a new (sequenced) segment?"""
+    parts = SPLIT.split(normalize(text))
+    out: list[tuple[str, bool]] = []
+    new = False
+    for i, p in enumerate(parts):
+        if i % 2 == 1:
+            sep = p.strip(" ,")
+            new = new or sep in SEQUENTIAL or p.strip() in SEQUENTIAL
+            continue
+        p = POLITE.sub("", p.strip())
+        p = TRAILING.sub("", p).strip()
+        if p:
+            out.append((p, new and bool(out)))
+            new = False
+    return out
+
+
+def _verb(chunk: str) -> tuple[str | None, str]:
+    for phrase, verb in VERBS:
+        if chunk == phrase or chunk.startswith(phrase + " "):
+            return verb, chunk[len(phrase):].strip()
+    return None, chunk
+
+
+def _strip_particles(rest: str) -> tuple[str, set[str]]:
+    found: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for p in PARTICLES:
+            if rest == p or rest.endswith(" " + p):
+                found.add(p)
+                rest = rest[: len(rest) - len(p)].strip()
+                changed = True
+    return rest, found
+
+
+def _dest(verb: str, rest: str) -> tuple[str, str | None]:
+    pattern = PICK_DEST if verb == "pick" else DEST
+    matches = list(pattern.finditer(rest))
+    if not matches or verb in ("open", "close", "clear", "empty"):
+        return rest, None
+    m = matches[0] if verb == "stack" else matches[-1]  # "stack a on b on c": a chain
+    obj, dest = rest[: m.start()].strip(), rest[m.end():].strip()
+    if not obj and verb != "stack":
+        return rest, None
+    return obj, dest
+
+
+def parse_clauses(text: str) -> list[Clause]:
+    clauses: list[Clause] = []
+    for chunk, new in split_clauses(text):
+        verb, rest = _verb(chunk)
+        inherited = verb is None
+        if verb is None:
+            if not clauses:
+                raise Refusal("unsupported", chunk, "I do not know what to do: no action I know "
+                              "(pick, put, stack, push, open, close, clear)")
+            verb = clauses[-1].verb
+        rest, particles = _strip_particles(rest)
+        if verb == "put" and chunk.startswith("put away"):
+            particles.add("away")
+        objects, dest = _dest(verb, rest)
+        if inherited and dest is None and not new and verb != "open" and verb != "close":
+            prev = clauses[-1]
+            prev.objects = f"{prev.objects} and {objects}" if prev.objects else objects
+            prev.particles |= particles
+            continue
+        clauses.append(Clause(verb, objects, dest, particles, chunk, new, inherited))
+    for a, b in zip(clauses, clauses[1:], strict=False):  # "put the red and the blue cube in the bowl"
+        if a.dest is None and b.inherited and b.dest is not None and a.verb in ("put", "stack"):
+            a.dest = b.dest
+    return clauses
+
+
+class InstructionParser:
+    """Instruction + state -> `Goals`, or a `Refusal` naming the phrase that failed."""
+
+    def __init__(self, grounder: Grounder | None = None) -> None:
+        self.grounder = grounder or Grounder()
+
+    def goals(self, instruction: str, state: State) -> Goals:
+        if not normalize(instruction):
+            raise Refusal("unsupported", "", "the instruction is empty")
+        clauses = parse_clauses(instruction)
+        segments: list[list[Literal]] = [[]]
+        notes: list[str] = []
+        mentions: list[tuple[str, list[str]]] = []  # (role, names) in order of mention
+        for c in clauses:
+            new_goals = self._clause_goals(c, state, notes, mentions)
+            seg = segments[-1]
+            if seg and (c.new_segment or any(_conflict(a, b) for a in seg for b in new_goals)):
+                segments.append([])
+                seg = segments[-1]
+            for g in new_goals:
+                if g not in seg:
+                    seg.append(g)
+        segments = [s for s in segments if s]
+        if not segments:
+            raise Refusal("unsupported", instruction, "it asks for nothing I can do")
+        return Goals(segments, notes)
+
+    # ------------------------------------------------------------------ clauses
+    def _ground(self, text: str, state: State, notes: list[str], mentions: list,
+                role: str, prefer: str | None = None) -> list[str]:
+        m: Mention = self.grounder.parse(text)
+        if m.quant == "pronoun":
+            for r, names in reversed(mentions):
+                if prefer is None or any(state.cls(n) == prefer for n in names):
+                    if role == "object" and r != "object" and prefer is None:
+                        continue
+                    notes.append(f"'{text}' = {', '.join(names)} (mentioned before)")
+                    return names
+            raise Refusal("unknown", text, "I do not know what it refers to",
+                          self.grounder.present(state))
+        names = self.grounder.resolve(m, state)
+        how = f" ({'; '.join(m.notes)})" if m.notes else ""
+        if names not in ([ZONE], [TABLE]):
+            notes.append(f"'{m.text}' -> {', '.join(names)}{how}")
+        mentions.append((role, names))
+        return names
+
+    def _clause_goals(self, c: Clause, state: State, notes: list[str], mentions: list) -> list[Literal]:
+        g = lambda text, role="object", prefer=None: self._ground(text, state, notes, mentions, role, prefer)  # noqa: E731
+        if c.verb in ("open", "close") or (c.verb in ("push", "pick") and _drawer_words(c)):
+            target = g(c.objects, "object", "drawer") if c.objects else ["drawer"]
+            if target != ["drawer"]:
+                raise Refusal("impossible", c.objects, f"only the drawer opens and closes, not the "
+                              f"{', '.join(state.describe(n) for n in target)}")
+            return [lit(_drawer_state(c), "drawer")]
+        if c.verb == "clear":
+            if c.objects and g(c.objects, "place") != [TABLE]:
+                raise Refusal("unsupported", c.objects, "I can clear the table (putting every cube "
+                              "away); to empty a container, say where its cubes should go")
+            return [lit("stowed", cube) for cube in state.cubes]
+        if c.verb == "empty":
+            raise Refusal("unsupported", c.text, "emptying needs a destination: say where the "
+                          "cubes should go (bowl, plate, drawer or onto another cube)")
+        if not c.objects:
+            raise Refusal("unknown", c.text, "which object? the instruction names none",
+                          self.grounder.present(state))
+        objects: list[str] = []
+        for part in _conjuncts(c.objects):
+            objects += [o for o in g(part) if o not in objects]
+        for o in objects:
+            if state.cls(o) != "cube":
+                raise Refusal("impossible", c.objects, f"the {state.describe(o)} is not something I "
+                              "can grasp: pick, place, stack and push work on cubes (4 cm)")
+        if c.verb == "tower" and c.dest is not None:
+            c.verb = "stack"  # "build a tower with the red cube over the blue cube"
+        if c.verb == "tower" or (c.verb == "stack" and c.dest is None):
+            if len(objects) < 2:
+                raise Refusal("unknown", c.text, "stack it on what? name the cube to stack on")
+            order = _tower_order(state, objects)
+            notes.append(f"tower, bottom to top: {', '.join(order)}")
+            return [lit("on", up, down) for down, up in zip(order, order[1:], strict=False)]
+        if c.verb == "stack" and c.dest is not None:
+            parts = [p for p in re.split(rf"\s*\b(?:{DEST_PREPS})\b\s*", c.dest) if p]
+            chain = [objects] + [g(p, "place") for p in parts]
+            goals = []
+            for upper, lower in zip(chain, chain[1:], strict=False):
+                if len(lower) != 1:
+                    raise Refusal("ambiguous", c.dest, "stack on which one?")
+                goals += [self._on(state, u, lower[0], c) for u in upper]
+            return goals
+        if c.dest is None:
+            if c.verb == "push":
+                return [lit("in", o, ZONE) for o in objects]
+            if "away" in c.particles:
+                return [lit("stowed", o) for o in objects]
+            if c.verb == "put":
+                if c.particles & {"inside", "in", "in there", "there", "in it", "on it", "on top"}:
+                    dest = self._last_place(mentions, c, state)
+                    return [self._to(state, o, dest, c) for o in objects]
+                raise Refusal("unknown", c.text, "put it where? name a place: the bowl, the plate, "
+                              "the drawer, the square, or another cube")
+            if len(objects) > 1:
+                raise Refusal("impossible", c.objects, "I hold one cube at a time "
+                              f"(asked for {', '.join(state.describe(o) for o in objects)})")
+            return [lit("held", objects[0])]
+        if c.dest in ("it", "there", "them"):
+            dest = self._last_place(mentions, c, state)
+        else:
+            dests = g(c.dest, "place")
+            if len(dests) != 1:
+                raise Refusal("ambiguous", c.dest, "put it on which one?")
+            dest = dests[0]
+        return [self._to(state, o, dest, c) for o in objects]
+
+    def _last_place(self, mentions: list, c: Clause, state: State) -> str:
+        for _, names in reversed(mentions):
+            if len(names) == 1 and state.cls(names[0]) in ("bowl", "plate", "drawer"):
+                return names[0]
+        raise Refusal("unknown", c.text, "put it where? no container was mentioned",
+                      self.grounder.present(state))
+
+    def _on(self, state: State, upper: str, lower: str, c: Clause) -> Literal:
+        if state.cls(lower) != "cube":
+            return self._to(state, upper, lower, c)
+        if upper == lower:
+            raise Refusal("impossible", c.text, f"cannot stack the {state.describe(upper)} on itself")
+        return lit("on", upper, lower)
+
+    def _to(self, state: State, obj: str, dest: str, c: Clause) -> Literal:
+        if dest == TABLE:
+            raise Refusal("impossible", c.dest or c.text, "no skill puts a cube down on the table; "
+                          "I can put cubes in the bowl or the drawer, on the plate, on another "
+                          "cube, or push them to the square")
+        if dest == ZONE:
+            return lit("in", obj, ZONE)
+        cls = state.cls(dest)
+        if cls == "cube":
+            return self._on(state, obj, dest, c)
+        if cls == "plate":
+            return lit("on", obj, "plate")
+        if cls in ("bowl", "drawer"):
+            return lit("in", obj, dest)
+        raise Refusal("impossible", c.dest or c.text, f"cannot put things in or on the {state.describe(dest)}")
+
+
+def _drawer_words(c: Clause) -> bool:
+    """Is the clause's own object the drawer (not "the cube out of the drawer")?"""
+    return bool(re.match(r"(?:the |that |this |its )?(?:brown |wooden )?(?:drawer|cabinet)\b",
+                         c.objects)) and not c.dest
+
+
+def _conjuncts(text: str) -> list[str]:
+    """'the red cube and the blue cube' -> both phrases ('the red and blue cubes' stays whole
+    when a part has no noun: 'the red' borrows the noun of the last part)."""
+    parts = [p.strip() for p in re.split(r"\s*(?:,\s*and|,|\band\b)\s*", text) if p.strip()]
+    return parts or [text]
+
+
+def _drawer_state(c: Clause) -> str:
+    if c.particles & {"shut", "closed", "in", "back in", "back"}:
+        return "closed"
+    if c.particles & {"open", "opened", "out"}:
+        return "open"
+    if c.verb == "close":
+        return "closed"
+    if c.verb == "push":  # pushing a drawer closes it
+        return "closed"
+    return "open"
+
+
+def _conflict(a: Literal, b: Literal) -> bool:
+    fa, fb = a.fact, b.fact
+    if fa.args == ("drawer",) and fb.args == ("drawer",):
+        return fa.name != fb.name
+    same_cube = fa.args and fb.args and fa.args[0] == fb.args[0] and fa != fb
+    if fa.name in LOCATION and fb.name in LOCATION and same_cube:
+        return not {fa.name, fb.name} <= {"in", "stowed"} or fa.name == fb.name
+    return False
+
+
+def _tower_order(state: State, cubes: list[str]) -> list[str]:
+    """Bottom-to-top order that reuses the longest stack already built among `cubes`."""
+    chains = []
+    for c in cubes:
+        if state.support.get(c) in cubes:
+            continue
+        chain, top = [c], c
+        while True:
+            above = [x for x in state.on_top_of(top) if x in cubes]
+            if len(above) != 1:
+                break
+            top = above[0]
+            chain.append(top)
+        chains.append(chain)
+    chains.sort(key=lambda ch: (-len(ch), state.support.get(ch[0]) != TABLE, ch[0]))
+    base = chains[0] if chains else []
+    return base + [c for c in cubes if c not in base]

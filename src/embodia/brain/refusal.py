@@ -1,0 +1,34 @@
+"""A refusal: the brain's clear answer when it will not move the robot.
+
+Why an exception with fields (not a bare message): callers (CLI, runtime, the LLM retry
+loop, tests) branch on `kind` and show `phrase` and `present` to the person, so the answer
+always says which words failed and what is actually there, never a silent guess.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+KINDS = ("unknown", "ambiguous", "impossible", "infeasible", "unsupported", "planner")
+
+
+@dataclass(eq=False)
+class Refusal(Exception):
+    kind: str  # one of KINDS
+    phrase: str  # the words of the instruction that failed ('' when it is the whole request)
+    reason: str
+    present: list[str] = field(default_factory=list)  # what the scene has that is relevant
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"refusal kind must be one of {KINDS}, got {self.kind!r}")
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        head = f"cannot do {self.phrase!r}: " if self.phrase else "cannot do that: "
+        tail = f" (there is: {', '.join(self.present)})" if self.present else ""
+        return head + self.reason + tail
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "phrase": self.phrase, "reason": self.reason,
+                "present": list(self.present), "message": str(self)}
