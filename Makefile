@@ -12,6 +12,9 @@ PIP_FIND := $(if $(wildcard /opt/wheels/torch-*.whl),--find-links /opt/wheels,)
 LEROBOT_VENV ?= .venv-lerobot
 LEROBOT_STAMP := $(LEROBOT_VENV)/.installed-stamp
 LEROBOT_PKGS := torch==2.9.1 torchvision==0.24.1 lerobot-dataset==0.4.4
+# The public openpi client, for the policy server's compatibility tests. --no-deps: it pins
+# numpy<2 (and dm-tree, pillow for parts we do not use), yet its websocket client runs on numpy 2.
+OPENPI_CLIENT := openpi-client==0.1.2
 
 .PHONY: demo test test-slow bench lint sysdeps clean lerobot-venv
 
@@ -22,6 +25,7 @@ $(STAMP): pyproject.toml scripts/install_system_deps.sh
 	@bash scripts/install_system_deps.sh
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check $(PIP_FIND) -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(OPENPI_CLIENT)
 	@touch $(STAMP)
 
 $(LEROBOT_STAMP):

@@ -1,0 +1,183 @@
+"""The wire protocol of the policy server: what goes in, what comes out, and how errors look.
+
+openpi-client compatible: the first frame after the handshake is a msgpack metadata map; each
+binary frame the client sends is one observation map; each binary frame back is a map with
+`actions` [H, D] float32 and `server_timing`. An error is a *text* frame (openpi-client raises
+it as RuntimeError), here a JSON object {"error": kind, "message": ...} that names the problem
+and never carries a traceback. The connection stays open after an error.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+PROTOCOL_VERSION = 1
+STATE = "observation.state"
+IMAGE_PREFIX = "observation.images."
+# openpi examples send the instruction as "prompt"; LeRobot datasets call it "task".
+TASK_KEYS = ("task", "prompt")
+
+
+class RequestError(ValueError):
+    """A request the server refuses; `kind` is stable for clients and metrics, the message
+    is for people."""
+
+    KINDS = ("malformed", "too_large", "bad_observation", "wrong_embodiment",
+             "inference_failed", "overloaded", "internal")
+
+    def __init__(self, kind: str, message: str) -> None:
+        assert kind in self.KINDS, kind
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+    def frame(self) -> str:
+        return json.dumps({"error": self.kind, "message": self.message})
+
+    @classmethod
+    def from_frame(cls, text: str) -> RequestError:
+        try:
+            d = json.loads(text)
+            return cls(d["error"] if d.get("error") in cls.KINDS else "internal", str(d["message"]))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return cls("internal", text[:500])
+
+
+@dataclass(frozen=True)
+class ObservationSpec:
+    """What one observation must look like for the policy being served."""
+
+    embodiment: str
+    cameras: tuple[str, ...]
+    image_size: int
+    state_dim: int
+    max_task_chars: int = 1000
+
+    @property
+    def image_keys(self) -> tuple[str, ...]:
+        return tuple(IMAGE_PREFIX + c for c in self.cameras)
+
+    @property
+    def allowed_keys(self) -> frozenset[str]:
+        return frozenset((STATE, "embodiment", *TASK_KEYS, *self.image_keys))
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A checked observation: safe to stack into a batch."""
+
+    state: np.ndarray  # float32 [S], finite
+    images: dict[str, np.ndarray]  # key -> uint8 [H, W, 3]
+    task: str
+
+
+def _bad(msg: str) -> RequestError:
+    return RequestError("bad_observation", msg)
+
+
+def validate_observation(obj: Any, spec: ObservationSpec) -> Observation:
+    """Check one decoded message against the spec; every problem is a RequestError naming the
+    key, the expected and the received shape/dtype."""
+    if not isinstance(obj, dict):
+        raise _bad(f"an observation must be a map, got {type(obj).__name__}")
+    bad_keys = [k for k in obj if not isinstance(k, str)]
+    if bad_keys:
+        raise _bad(f"observation keys must be strings, got {bad_keys[0]!r:.60}")
+    unknown = sorted(set(obj) - spec.allowed_keys)
+    if unknown:
+        raise _bad(f"unknown observation keys {unknown[:5]}; expected {sorted(spec.allowed_keys)}")
+    missing = [k for k in (STATE, *spec.image_keys) if k not in obj]
+    if missing:
+        raise _bad(f"observation is missing {missing}")
+    emb = obj.get("embodiment")
+    if emb is not None:
+        if not isinstance(emb, str):
+            raise _bad(f"'embodiment' must be a string, got {type(emb).__name__}")
+        if emb and emb != spec.embodiment:
+            raise RequestError("wrong_embodiment",
+                               f"observation is from embodiment {emb[:60]!r}; this server drives {spec.embodiment!r}")
+    task = next((obj[k] for k in TASK_KEYS if k in obj), None)
+    if not isinstance(task, str) or not task.strip():
+        raise _bad(f"observation needs a non-empty instruction string in 'task' (or 'prompt'), got {type(task).__name__}")
+    if len(task) > spec.max_task_chars:
+        raise _bad(f"'task' has {len(task)} characters, at most {spec.max_task_chars} allowed")
+
+    state = obj[STATE]
+    if not isinstance(state, np.ndarray):
+        raise _bad(f"{STATE!r} must be a numpy array, got {type(state).__name__}")
+    if state.dtype.kind != "f":
+        raise _bad(f"{STATE!r} must be float32 (or another float), got dtype {state.dtype}")
+    if state.shape != (spec.state_dim,):
+        raise _bad(f"{STATE!r} must have shape ({spec.state_dim},), got {state.shape}")
+    if not np.isfinite(state).all():
+        raise _bad(f"{STATE!r} contains NaN or inf")
+    images = {}
+    want = (spec.image_size, spec.image_size, 3)
+    for k in spec.image_keys:
+        img = obj[k]
+        if not isinstance(img, np.ndarray):
+            raise _bad(f"{k!r} must be a numpy array, got {type(img).__name__}")
+        if img.dtype != np.uint8:
+            raise _bad(f"{k!r} must be uint8, got dtype {img.dtype}")
+        if img.shape != want:
+            raise _bad(f"{k!r} must have shape {want} (H, W, 3), got {img.shape}")
+        images[k] = img
+    return Observation(state.astype(np.float32, copy=False), images, task)
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """The first frame on every connection: enough for a robot to check it is talking to a
+    policy for its body, and to schedule requests."""
+
+    embodiment: str
+    action_space: dict  # ActionLayout.to_dict(): name, names, units, low, high, gripper_dims
+    action_dim: int
+    chunk_length: int  # H
+    n_action_steps: int  # actions the policy expects to run per chunk (receding horizon)
+    control_rate_hz: float
+    observation: dict  # image keys and shape, state dim, dtypes
+    max_message_bytes: int
+    server: str = "embodia"
+    protocol_version: int = PROTOCOL_VERSION
+    rates: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["rates"] = {"control_hz": self.control_rate_hz,
+                      "chunk_hz": self.control_rate_hz / self.n_action_steps}
+        return d
+
+
+def make_metadata(cfg: Any, max_message_bytes: int) -> Metadata:
+    """From a PolicyConfig; the action space comes from the embodiment's spec when it matches."""
+    from embodia.body.embodiments import get_embodiment
+
+    space: dict = {"name": cfg.action_space, "dim": cfg.action_dim}
+    try:
+        layout = get_embodiment(cfg.embodiment).action_layout(cfg.action_space)
+        if layout.dim == cfg.action_dim:
+            space = layout.to_dict() | {"dim": layout.dim}
+    except ValueError:
+        pass
+    obs = {"image_keys": [IMAGE_PREFIX + c for c in cfg.cameras],
+           "image_shape": [cfg.image_size, cfg.image_size, 3], "image_dtype": "uint8",
+           "state_key": STATE, "state_dim": cfg.state_dim, "state_dtype": "float32",
+           "task_keys": list(TASK_KEYS)}
+    return Metadata(embodiment=cfg.embodiment, action_space=space, action_dim=cfg.action_dim,
+                    chunk_length=cfg.horizon, n_action_steps=cfg.n_action_steps,
+                    control_rate_hz=float(cfg.control_rate_hz), observation=obs,
+                    max_message_bytes=max_message_bytes)
+
+
+def spec_from_config(cfg: Any) -> ObservationSpec:
+    return ObservationSpec(cfg.embodiment, tuple(cfg.cameras), cfg.image_size, cfg.state_dim)
+
+
+def round_ms(seconds: float) -> float:
+    return math.floor(seconds * 1e6) / 1e3
