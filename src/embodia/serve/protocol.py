@@ -10,7 +10,6 @@ and never carries a traceback. The connection stays open after an error.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -177,7 +176,3 @@ def make_metadata(cfg: Any, max_message_bytes: int) -> Metadata:
 
 def spec_from_config(cfg: Any) -> ObservationSpec:
     return ObservationSpec(cfg.embodiment, tuple(cfg.cameras), cfg.image_size, cfg.state_dim)
-
-
-def round_ms(seconds: float) -> float:
-    return math.floor(seconds * 1e6) / 1e3

@@ -193,6 +193,9 @@ class PolicyServer:
         authorized = self.auth is None or self.auth.check(request.headers.get("Authorization"))
         if not authorized:
             self.metrics.auth_failures += 1
+            log.warning("refused %s %s from %s: missing or wrong API key", request.path[:80],
+                        "with a key" if request.headers.get("Authorization") else "without a key",
+                        connection.remote_address)
             response = self._json(connection, http.HTTPStatus.UNAUTHORIZED,
                                   {"error": "unauthorized",
                                    "message": f"send 'Authorization: {SCHEME} <key>' with a valid key"})
