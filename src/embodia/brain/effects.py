@@ -88,11 +88,15 @@ def explain(state: State, skill: str, args: tuple[str, ...], missing: list[Liter
     why = []
     for m in missing:
         f = m.fact
-        if f.name == "clear":
+        if f.name == "clear" and state.support.get(f.args[0]) == HAND:
+            why.append(f"the {state.describe(f.args[0])} is already in hand")
+        elif f.name == "clear":
             why.append(f"{', '.join(state.describe(x) for x in state.on_top_of(f.args[0]))} "
                        f"is on the {state.describe(f.args[0])}")
         elif f.name == "hand_empty":
             why.append(f"the {f.args[0]} hand holds the {state.describe(state.held_by(f.args[0]) or '')}")
+        elif f.name == "held" and not m.positive:
+            continue  # said by the clear() line above
         elif f.name == "held" and m.positive:
             why.append(f"the {state.describe(f.args[0])} is not in hand ({state.where(f.args[0])})")
         elif f.name == "free":

@@ -104,7 +104,7 @@ class Monitor:
                     f"expected {', '.join(failed)} but the scene shows "
                     f"{', '.join(self._where(state, step))}" if failed else "",
                     f"undone since: {', '.join(broken)}" if broken else "") if x)
-                blocked = E.unmet(state, step.skill, step.args, step.arm or self.arms[0])
+                blocked = E.unmet(state, step.skill, step.args, step.arm or self.arms[0]) if failed else []
                 if failed and not broken and attempt <= self.max_retries and not blocked:
                     report.outcomes.append(StepOutcome(step.skill, list(step.args), step.arm, attempt,
                                                        False, failed, broken, "retry",
@@ -115,7 +115,7 @@ class Monitor:
                     continue
                 reason = (f"{_name(step)}: {what}; " + (
                     f"cannot retry: {E.explain(state, step.skill, step.args, blocked)}" if blocked
-                    else "retries used up" if failed and not broken else "a goal was undone"))
+                    else "retries used up" if failed else "a goal was undone"))
                 report.outcomes.append(StepOutcome(step.skill, list(step.args), step.arm, attempt,
                                                    False, failed, broken, "replan", reason))
                 why, segment = reason, step.segment

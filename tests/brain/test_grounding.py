@@ -1,0 +1,51 @@
+import pytest
+
+from embodia.brain.refusal import Refusal
+from embodia.brain.state import State
+
+
+@pytest.fixture(scope="module")
+def grounder(planner):
+    return planner.parser.grounder  # shares the loaded MiniLM
+
+
+def ground(grounder, text, state):
+    return grounder.resolve(grounder.parse(text), state)
+
+
+def test_colour_and_class_synonyms(grounder, scenes):
+    s = State.from_scene_graph(scenes["pick/0"])
+    assert ground(grounder, "the crimson block", s) == ["red_cube"]
+    assert ground(grounder, "the container", s) == ["bowl"]
+    assert ground(grounder, "the purple bowl", s) == ["bowl"]
+    assert ground(grounder, "the dish", s) == ["plate"]
+    assert ground(grounder, "every cube", s) == ["blue_cube", "green_cube", "red_cube", "yellow_cube"]
+
+
+def test_relations_pick_out_one_object(grounder, scenes):
+    s = State.from_scene_graph(scenes["pick/1"])  # red on green
+    assert ground(grounder, "the cube on the green cube", s) == ["red_cube"]
+    assert ground(grounder, "the cube under the red cube", s) == ["green_cube"]
+
+
+def test_minilm_maps_unknown_nouns_only_when_sure(grounder, scenes):
+    s = State.from_scene_graph(scenes["pick/21"])
+    assert ground(grounder, "the red cuboid", s) == ["red_cube"]
+    assert ground(grounder, "the salad bowl", s) == ["bowl"]
+    assert any("MiniLM" in n for n in grounder.parse("the salad bowl").notes)
+    with pytest.raises(Refusal) as e:
+        ground(grounder, "the fridge", s)
+    assert e.value.kind == "unknown" and "fridge" in str(e.value)
+
+
+def test_refusals_say_what_failed_and_what_is_there(grounder, scenes):
+    s = State.from_scene_graph(scenes["pick/0"])
+    with pytest.raises(Refusal) as e:
+        ground(grounder, "the cube", s)
+    assert e.value.kind == "ambiguous" and "the red cube" in e.value.reason
+    with pytest.raises(Refusal) as e:
+        ground(grounder, "the purple cube", s)
+    assert e.value.kind == "unknown" and e.value.phrase == "the purple cube"
+    assert "purple bowl" in e.value.present and "red cube" in e.value.present
+    with pytest.raises(Refusal, match="two colours"):
+        grounder.parse("the red blue cube")

@@ -1,0 +1,104 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from embodia.brain.llm import LLMError, LLMPlanner, parse_reply
+from embodia.brain.refusal import Refusal
+
+SERVER = Path(__file__).with_name("chat_server.py")
+# place before pick: the validator must reject it and say why
+INVALID = json.dumps({"steps": [{"skill": "place", "args": ["red_cube", "bowl"]}]})
+VALID = "```json\n" + json.dumps({"steps": [{"skill": "pick", "args": ["red_cube"]},
+                                            {"skill": "place", "args": ["red_cube", "bowl"]}]}) + "\n```"
+
+
+@pytest.fixture
+def chat_server(tmp_path):
+    procs = []
+
+    def start(replies: list[str]) -> tuple[str, Path]:
+        rp, log = tmp_path / f"replies{len(procs)}.json", tmp_path / f"log{len(procs)}.jsonl"
+        rp.write_text(json.dumps(replies))
+        p = subprocess.Popen([sys.executable, str(SERVER), str(rp), str(log)],
+                             stdout=subprocess.PIPE, text=True)
+        procs.append(p)
+        port = int(p.stdout.readline())
+        return f"http://127.0.0.1:{port}/v1", log
+
+    yield start
+    for p in procs:
+        p.terminate()
+        p.wait(timeout=10)
+
+
+def requests(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_llm_planner_retries_with_the_validation_error(chat_server, scenes, planner, monkeypatch):
+    url, log = chat_server([INVALID, VALID])
+    monkeypatch.setenv("EMBODIA_LLM_API_KEY", "secret-key")
+    llm = LLMPlanner(base_url=url, model="tiny", grounder=planner.parser.grounder)
+    plan = llm.plan("put the red cube in the bowl", scenes["pick/0"])
+    assert plan.planner == "llm" and plan.skills == [("pick", ("red_cube",)), ("place", ("red_cube", "bowl"))]
+    assert plan.instructions == ["pick up the red cube", "put the red cube in the bowl"]
+    assert any("attempt 1 rejected" in r and "held(red_cube" in r for r in plan.reasoning)
+    sent = requests(log)
+    assert len(sent) == 2 and sent[0]["model"] == "tiny" and sent[0]["_auth"] == "Bearer secret-key"
+    assert "red_cube" in sent[0]["messages"][1]["content"]  # the scene graph is in the prompt
+    assert "pick(obj)" in sent[0]["messages"][0]["content"]  # and the skill library
+    retry = sent[1]["messages"]
+    assert retry[-2]["role"] == "assistant" and retry[-2]["content"] == INVALID
+    assert "invalid" in retry[-1]["content"] and "held(red_cube" in retry[-1]["content"]
+
+
+def test_llm_planner_gives_up_after_bounded_attempts(chat_server, scenes, planner):
+    url, log = chat_server([INVALID])
+    llm = LLMPlanner(base_url=url, model="tiny", max_attempts=2, grounder=planner.parser.grounder)
+    with pytest.raises(Refusal) as e:
+        llm.plan("put the red cube in the bowl", scenes["pick/0"])
+    assert e.value.kind == "planner" and "2 attempts" in e.value.reason
+    assert len(requests(log)) == 2
+
+
+def test_llm_plan_must_reach_the_goal(chat_server, scenes, planner):
+    wrong = json.dumps({"steps": [{"skill": "pick", "args": ["red_cube"]},
+                                  {"skill": "place", "args": ["red_cube", "plate"]}]})
+    url, log = chat_server([wrong, VALID])
+    llm = LLMPlanner(base_url=url, model="tiny", grounder=planner.parser.grounder)
+    plan = llm.plan("put the red cube in the bowl", scenes["pick/0"])
+    assert plan.skills[-1] == ("place", ("red_cube", "bowl"))
+    assert "in(red_cube, bowl)" in requests(log)[1]["messages"][-1]["content"]
+
+
+def test_llm_never_sees_ambiguous_objects(chat_server, scenes, planner):
+    url, log = chat_server([VALID])
+    llm = LLMPlanner(base_url=url, model="tiny", grounder=planner.parser.grounder)
+    with pytest.raises(Refusal) as e:
+        llm.plan("put the cube in the bowl", scenes["pick/0"])
+    assert e.value.kind == "ambiguous"
+    assert not log.exists()
+
+
+def test_llm_refusal_and_unreachable_endpoint(chat_server, scenes, planner):
+    url, _ = chat_server([json.dumps({"refuse": "no such thing here"})])
+    llm = LLMPlanner(base_url=url, model="tiny", grounder=planner.parser.grounder)
+    with pytest.raises(Refusal, match="no such thing here"):
+        llm.plan("put the red cube in the bowl", scenes["pick/0"])
+    dead = LLMPlanner(base_url="http://127.0.0.1:9/v1", model="tiny", timeout_s=2.0,
+                      grounder=planner.parser.grounder)
+    with pytest.raises(LLMError, match="127.0.0.1:9"):
+        dead.plan("put the red cube in the bowl", scenes["pick/0"])
+
+
+def test_parse_reply_errors():
+    assert parse_reply('{"refuse": "x"}') == "x"
+    with pytest.raises(ValueError, match="no JSON"):
+        parse_reply("sure, here is the plan")
+    with pytest.raises(ValueError, match='"steps" list'):
+        parse_reply('{"plan": []}')
+    with pytest.raises(ValueError, match="list of object names"):
+        parse_reply('{"steps": [{"skill": "pick", "args": "red_cube"}]}')
