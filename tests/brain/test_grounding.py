@@ -49,3 +49,12 @@ def test_refusals_say_what_failed_and_what_is_there(grounder, scenes):
     assert "purple bowl" in e.value.present and "red cube" in e.value.present
     with pytest.raises(Refusal, match="two colours"):
         grounder.parse("the red blue cube")
+
+
+def test_selectors_use_positions(grounder, scenes):
+    s = State.from_scene_graph(scenes["pick/0"])
+    cubes = s.cubes
+    left = max(cubes, key=lambda c: s.objects[c].position[1])
+    assert ground(grounder, "the leftmost cube", s) == [left]
+    near = min(cubes, key=lambda c: sum(x * x for x in s.objects[c].position[:2]))
+    assert ground(grounder, "the nearest block", s) == [near]

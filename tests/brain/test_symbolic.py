@@ -111,3 +111,9 @@ def test_pddl_export(planner, scenes):
     domain, problem = planner.domain.pddl(state, [Literal.parse("in(red_cube, bowl)")])
     assert "(:action place_bowl" in domain and "(:action unstack" in domain
     assert "red_cube" in problem and "in_bowl" in problem
+
+
+def test_humanoid_right_arm_cannot_reach_the_closed_drawer():
+    reach = IKReach("humanoid_upper")
+    assert not reach.reach("right", (0.55, 0.30, 0.055)).ok
+    assert reach.reach("left", (0.55, 0.30, 0.055)).ok
