@@ -356,6 +356,45 @@ def serve_policy(
     run_policy_server(policy, key, config)
 
 
+@serve_app.command("brain")
+def serve_brain(
+    planner: Annotated[str, typer.Option(help="symbolic (offline) | llm")] = "symbolic",
+    embodiment: str = "arm7",
+    arm: Annotated[str | None, typer.Option(help="preferred arm (humanoid: left | right)")] = None,
+    host: Annotated[str, typer.Option(help="bind address (loopback by default)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535)] = 8001,
+    api_key_file: Annotated[Path | None, typer.Option(help="file holding the API key; default $EMBODIA_API_KEY")] = None,
+    base_url: Annotated[str | None, typer.Option(help="llm: OpenAI-compatible endpoint")] = None,
+    model: Annotated[str | None, typer.Option(help="llm: model name at the endpoint")] = None,
+    llm_api_key_env: Annotated[str, typer.Option(help="llm: environment variable holding the LLM key")] = "EMBODIA_LLM_API_KEY",
+) -> None:
+    """Serve the brain over HTTP: POST /plan {instruction, scene} -> plan JSON (422 = refusal)."""
+    import logging
+
+    from embodia.brain.planner import make_planner
+    from embodia.serve.auth import ENV_VAR, ApiKeyAuth, load_api_key
+    from embodia.serve.brain_service import BrainService, BrainServiceConfig
+
+    try:
+        key = load_api_key(api_key_file)
+        if key is None:
+            raise ValueError(f"no API key: set {ENV_VAR} or pass --api-key-file")
+        ApiKeyAuth(key)
+        options = {"base_url": base_url, "model": model, "api_key_env": llm_api_key_env} if planner == "llm" else {}
+        brain = make_planner(planner, embodiment, arm, **options)
+        service = BrainService(brain, key, BrainServiceConfig(host=host, port=port))
+    except (ValueError, OSError) as e:
+        _fail(str(e))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    err.print(f"brain ({planner}, {embodiment}) on {service.url}")
+    try:
+        service.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.close()
+
+
 @app.command()
 def embodiments(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List the embodiments with their state/action layouts."""

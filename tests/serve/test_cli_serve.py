@@ -62,3 +62,10 @@ def test_serve_policy_command_serves_openpi_client(tiny_checkpoint, tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_serve_brain_refuses_without_a_key_or_with_a_bad_planner():
+    r = runner.invoke(app, ["serve", "brain"], env={"EMBODIA_API_KEY": ""})
+    assert r.exit_code == 2 and "no API key" in r.output
+    r = runner.invoke(app, ["serve", "brain", "--planner", "oracle"], env={"EMBODIA_API_KEY": API_KEY})
+    assert r.exit_code == 2 and "unknown planner" in r.output

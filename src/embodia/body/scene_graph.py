@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 from embodia.body import predicates as P
@@ -43,11 +44,39 @@ class SceneGraph:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @staticmethod
+    def from_dict(d: dict) -> SceneGraph:
+        """The inverse of `to_dict`, for a graph that crossed a process or network boundary;
+        a malformed graph is a ValueError naming the field."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a scene graph must be an object, got {type(d).__name__}")
+        try:
+            objects = [SceneObject(str(o["name"]), str(o["cls"]), str(o.get("colour", "")),
+                                   _floats(o["position"], 3, "position"),
+                                   _floats(o["orientation"], 4, "orientation"),
+                                   _floats(o["size"], None, "size"))
+                       for o in d.get("objects", [])]
+            relations = [Relation(str(r["name"]), str(r["subject"]),
+                                  None if r.get("object") is None else str(r["object"]))
+                         for r in d.get("relations", [])]
+        except (KeyError, TypeError, AttributeError) as e:
+            raise ValueError(f"malformed scene graph: {type(e).__name__} {e}") from None
+        return SceneGraph(objects, relations)
+
     def summary(self) -> str:
         objs = ", ".join(f"{o.colour} {o.cls}" if o.cls != "drawer" else "drawer" for o in self.objects)
         rels = ", ".join(f"{r.name}({r.subject}{', ' + r.object if r.object else ''})"
                          for r in self.relations)
         return f"objects: {objs}; relations: {rels}"
+
+
+def _floats(v: object, n: int | None, what: str) -> list[float]:
+    if not isinstance(v, list | tuple) or (n is not None and len(v) != n):
+        raise ValueError(f"scene object {what} must be a list of {n or 'some'} numbers, got {v!r:.60}")
+    out = [float(x) for x in v]
+    if not all(math.isfinite(x) for x in out):
+        raise ValueError(f"scene object {what} has NaN or inf")
+    return out
 
 
 def build_scene_graph(sim: Simulation) -> SceneGraph:
