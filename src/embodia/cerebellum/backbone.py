@@ -36,7 +36,11 @@ class PrefixEncoder(nn.Module):
     def forward(self, lang: torch.Tensor, state: torch.Tensor, images: list[torch.Tensor]) -> torch.Tensor:
         """lang [B, 384], state [B, S] (normalized), images: per camera [B, 3, H, W]."""
         toks = [self.lang(lang)[:, None] + self.type_embed[0], self.state(state)[:, None] + self.type_embed[1]]
-        cond = lang if self.cfg.film else None
-        for i, img in enumerate(images):
-            toks.append(self.vision(img, cond) + self.camera_embed[i] + self.type_embed[2])
+        # every camera goes through the one shared encoder in a single call (half the op
+        # dispatches of a per-camera loop, the same numbers: norms are per sample)
+        n = len(images)
+        cond = lang.repeat(n, 1) if self.cfg.film else None
+        vis = self.vision(torch.cat([img.to(images[0].dtype) for img in images]), cond).chunk(n)
+        for i, v in enumerate(vis):
+            toks.append(v + self.camera_embed[i] + self.type_embed[2])
         return self.norm(self.encoder(torch.cat(toks, dim=1)))
