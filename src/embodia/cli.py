@@ -1,4 +1,4 @@
-"""The one `embodia` command. Sub-commands: eval, demo, train, collect, data, embodiments, scene, plan."""
+"""The one `embodia` command. Sub-commands: eval, demo, train, collect, data, embodiments, scene, plan, run."""
 
 from __future__ import annotations
 
@@ -496,6 +496,80 @@ def plan(
     if not result.steps:
         out.print("  (nothing to do: the goals already hold)")
     out.print("[dim]" + "\n".join(result.reasoning) + "[/]")
+
+
+@app.command()
+def run(
+    instruction: Annotated[str, typer.Argument(help="what the person asks, in plain English")],
+    seed: Annotated[int, typer.Option(min=0, help="the seeded scene (as `embodia scene --seed`)")] = 0,
+    embodiment: str = "arm7",
+    policy: Annotated[str, typer.Option(help="a checkpoint folder, or 'expert' (the scripted experts)")] = "checkpoints/arm7_flow",
+    realtime: Annotated[bool, typer.Option("--realtime", help="wall clock; the control loop in its own process")] = False,
+    start: Annotated[str, typer.Option(help="the start state to draw (a skill, as in `embodia scene`)")] = "pick",
+    control_hz: Annotated[float, typer.Option(min=100, max=1000, help="control layer rate")] = 500.0,
+    rtc: Annotated[bool, typer.Option(help="flow head: continue each chunk from the committed actions")] = True,
+    blend: Annotated[str, typer.Option(help="chunk boundaries: latest | ensemble | crossfade")] = "latest",
+    execute: Annotated[int | None, typer.Option(min=1, help="actions run per chunk (default: the checkpoint's)")] = None,
+    latency_ms: Annotated[float, typer.Option(min=0, help="lockstep: simulated inference latency")] = 0.0,
+    video: Annotated[Path | None, typer.Option(help="write an mp4 of the run here")] = None,
+    report: Annotated[Path | None, typer.Option(help="write an HTML report here")] = None,
+    fallback_expert: Annotated[bool, typer.Option("--fallback-expert", help="if the checkpoint cannot be loaded, run the scripted experts (says so)")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON to stdout")] = False,
+) -> None:
+    """Plan an instruction with the brain, run each step with the cerebellum through the
+    layered runtime, monitor and replan; report per-step outcomes and overall success.
+
+    Exit code 0 on success, 1 when the task failed or the brain refused, 2 on bad options.
+    """
+    from embodia.brain.planner import make_planner
+    from embodia.runtime.agent import make_cerebellum, run_instruction
+    from embodia.runtime.chunking import BlendConfig
+    from embodia.runtime.control import ControlConfig
+    from embodia.runtime.layers import RuntimeConfig
+
+    try:
+        config = RuntimeConfig(control=ControlConfig(rate_hz=control_hz, blend=BlendConfig(blend)),
+                               rtc=rtc, sim_latency_s=latency_ms / 1e3)
+        brain = make_planner("symbolic", embodiment)
+        cerebellum, notices = make_cerebellum(policy, embodiment, rtc=rtc, execute=execute,
+                                              fallback_expert=fallback_expert)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    for n in notices:
+        err.print(f"[bold yellow]notice:[/] {n}")
+    if not as_json:
+        out.print(f"[bold]embodia run[/]: \"{instruction}\" on {embodiment}, seed {seed}, "
+                  f"policy [cyan]{cerebellum.name}[/], {'real-time' if realtime else 'lockstep'} clock")
+    try:
+        rep = run_instruction(instruction, seed, brain, cerebellum, embodiment, start, config,
+                              realtime, video, report, notices)
+    except ValueError as e:
+        _fail(str(e))
+    result = rep.to_dict()
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        out.print(f"scene: {result['scene_before']}")
+        if rep.refusal:
+            out.print(f"[bold yellow]refused[/] ({rep.refusal['kind']}): {rep.refusal['message']}")
+        else:
+            out.print(f"[bold]plan[/] ({rep.plan.planner}, {rep.plan.planning_ms:.0f} ms):")
+            for i, s in enumerate(rep.plan.steps, 1):
+                out.print(f"  {i}. {s.skill}({', '.join(s.args)})  \"{s.instruction}\"")
+            for row in result["steps"]:
+                mark = "[green]ok[/]" if row.get("effects_ok", row["success"]) else "[red]failed[/]"
+                out.print(f"  {mark} {row['skill']}({', '.join(row['args'])}): {row['reason']} after "
+                          f"{row['duration_s']:.1f} s, {row['chunks']} chunks"
+                          + (f"; {row['why']}" if row.get("why") and not row.get("effects_ok") else ""))
+            verdict = "[bold green]SUCCESS[/]" if rep.success else "[bold red]FAILED[/]"
+            out.print(f"{verdict}: {result['message']} ({rep.retries} retries, {rep.replans} replans, "
+                      f"{result['sim_s']:.1f} s robot time, {result['wall_s']:.1f} s wall)")
+            out.print(f"final scene: {result['scene_after']}")
+        for kind in ("video", "report"):
+            if result[kind]:
+                out.print(f"{kind}: {result[kind]}")
+    if not rep.success:
+        raise typer.Exit(1)
 
 
 def main() -> None:  # pragma: no cover

@@ -1,0 +1,107 @@
+"""The cerebellum as the runtime sees it: something that turns an observation into a chunk.
+
+`LearnedChunkPolicy` wraps a `VLAPolicy` checkpoint (with the RTC continuation for the flow
+head); `ExpertChunkPolicy` wraps the scripted experts as a policy of one action per chunk,
+the reference the learned policy is measured against and a fast stand-in for tests.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from embodia.body.experts import ScriptedExpert
+from embodia.runtime.body import SimBody
+from embodia.runtime.messages import Observation, SkillCommand
+
+POLICY_SEED_OFFSET = 1_000_003  # as eval/rollout.py: policy randomness apart from scene seeds
+
+
+class ChunkPolicy(Protocol):
+    name: str
+    embodiment: str
+    space: str  # ee_delta | joint_pos
+    dt: float  # seconds between actions
+    horizon: int
+    execute: int  # actions of a chunk to run before the next one takes over
+    cameras: tuple[str, ...]
+    image_size: int
+    supports_rtc: bool
+
+    def start_episode(self, seed: int) -> None: ...
+
+    def start_step(self, cmd: SkillCommand, body: SimBody) -> None: ...
+
+    def infer(self, obs: Observation, prefix: np.ndarray | None = None, frozen: int = 0) -> np.ndarray:
+        """[H, D] actions; with a prefix, a continuation of it (only if `supports_rtc`)."""
+
+
+class ExpertChunkPolicy:
+    """Scripted experts, one closed-loop action per chunk (they read the simulator)."""
+
+    name = "expert"
+    space = "ee_delta"
+    horizon = 1
+    execute = 1
+    cameras: tuple[str, ...] = ()
+    image_size = 96
+    supports_rtc = False
+
+    def __init__(self, embodiment: str, control_rate_hz: float, noise: float = 0.003) -> None:
+        self.embodiment, self.dt, self.noise = embodiment, 1.0 / control_rate_hz, noise
+        self._rng = np.random.default_rng(0)
+        self._expert: ScriptedExpert | None = None
+
+    def start_episode(self, seed: int) -> None:
+        self._rng = np.random.default_rng(seed + POLICY_SEED_OFFSET)
+
+    def start_step(self, cmd: SkillCommand, body: SimBody) -> None:
+        self._expert = ScriptedExpert(body.sim, cmd.skill, cmd.args, cmd.arm, self._rng, self.noise)
+
+    def infer(self, obs: Observation, prefix: np.ndarray | None = None, frozen: int = 0) -> np.ndarray:
+        if self._expert is None:
+            raise RuntimeError("start_step() before infer()")
+        return self._expert.act().astype(np.float32)[None]
+
+
+class LearnedChunkPolicy:
+    """A `VLAPolicy` checkpoint: chunks of `horizon`, `execute` of them run per chunk."""
+
+    def __init__(self, policy, rtc: bool = True, execute: int | None = None) -> None:
+        import torch
+
+        from embodia.cerebellum.config import PolicyConfig
+
+        cfg: PolicyConfig = policy.cfg
+        self.policy, self.cfg = policy, cfg
+        self.name = f"{cfg.head}-vla"
+        self.embodiment, self.space = cfg.embodiment, cfg.action_space
+        self.dt = 1.0 / cfg.control_rate_hz
+        self.horizon = cfg.horizon
+        self.execute = int(execute or cfg.n_action_steps)
+        if not 1 <= self.execute <= self.horizon:
+            raise ValueError(f"execute must be in 1..{self.horizon}, got {self.execute}")
+        self.cameras, self.image_size = tuple(cfg.cameras), cfg.image_size
+        self.supports_rtc = rtc and cfg.head == "flow"
+        self._generator = torch.Generator().manual_seed(0)
+
+    def start_episode(self, seed: int) -> None:
+        self.policy.reset()
+        self._generator.manual_seed(seed + POLICY_SEED_OFFSET)
+
+    def start_step(self, cmd: SkillCommand, body: SimBody) -> None:
+        self.policy.reset()
+
+    def infer(self, obs: Observation, prefix: np.ndarray | None = None, frozen: int = 0) -> np.ndarray:
+        from embodia.cerebellum.policy import batch_from_obs
+
+        batch = batch_from_obs(obs.data, self.cfg)
+        if self.supports_rtc and prefix is not None and len(prefix):
+            from embodia.runtime.rtc import rtc_predict_chunk
+
+            chunk = rtc_predict_chunk(self.policy, batch, prefix, frozen, self._generator)
+        else:
+            self.policy._generator = self._generator
+            chunk = self.policy.predict_chunk(batch)
+        return chunk[0].numpy().astype(np.float32)

@@ -1,0 +1,68 @@
+"""EmbodiedAgent end to end on the lockstep clock: plan, execute, monitor, retry, report."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from embodia.brain.planner import make_planner
+from embodia.runtime.agent import EmbodiedAgent, make_body, run_instruction
+from embodia.runtime.policies import ExpertChunkPolicy
+
+INSTRUCTION = "open the drawer and put the red cube inside"
+
+
+def test_three_step_instruction_with_video_and_report(tmp_path):
+    rep = run_instruction(INSTRUCTION, 4, make_planner("symbolic", "arm7"), ExpertChunkPolicy("arm7", 10.0),
+                          video=tmp_path / "run.mp4", report=tmp_path / "report.html")
+    d = rep.to_dict()
+    assert d["success"] and d["message"] == "all goals hold"
+    assert [s["skill"] for s in d["plan"]["steps"]] == ["open_drawer", "pick", "place"]
+    assert [(s["skill"], s["reason"], s["next"]) for s in d["steps"]] == [
+        ("open_drawer", "success", "next"), ("pick", "success", "next"), ("place", "success", "next")]
+    assert "in(red_cube, drawer)" in d["scene_after"]
+    assert set(d["timing"]) == {"reasoning", "perception", "control", "hal"}
+    assert rep.trajectory["q"].shape[1] == 7 and len(rep.trajectory["t"]) > 100
+    html = (tmp_path / "report.html").read_text()
+    assert len(re.findall(r"data:image/png;base64,", html)) == 2  # joint + timing plots
+    assert "data:video/mp4;base64," in html and "open_drawer()" in html
+    assert (tmp_path / "run.mp4").stat().st_size > 1000
+
+
+def test_refusal_is_reported_and_nothing_moves():
+    body = make_body("arm7", 4)
+    q0 = body.read_joints().q["main"].copy()
+    rep, frames = EmbodiedAgent(make_planner("symbolic", "arm7"), ExpertChunkPolicy("arm7", 10.0),
+                                body).run("put the purple cube in the bowl", 4)
+    body.env.close()
+    assert not rep.success and rep.refusal["kind"] == "unknown" and not rep.steps and not frames
+    np.testing.assert_array_equal(body.read_joints().q["main"], q0)
+
+
+class FlakyExpert(ExpertChunkPolicy):
+    """Does nothing on its first step (a stalled policy), then behaves."""
+
+    def __init__(self) -> None:
+        super().__init__("arm7", 10.0)
+        self.steps = 0
+
+    def start_step(self, cmd, body) -> None:
+        self.steps += 1
+        super().start_step(cmd, body)
+
+    def infer(self, obs, prefix=None, frozen=0):
+        a = super().infer(obs)
+        return np.zeros_like(a) if self.steps == 1 else a
+
+
+def test_the_monitor_retries_a_failed_step_and_the_episode_is_saved():
+    body = make_body("arm7", 4)
+    rep, _ = EmbodiedAgent(make_planner("symbolic", "arm7"), FlakyExpert(), body).run(
+        "put the red cube in the bowl", 4)
+    body.env.close()
+    d = rep.to_dict()
+    assert d["success"] and d["retries"] == 1
+    assert [(s["skill"], s["reason"], s["next"]) for s in d["steps"]] == [
+        ("pick", "timeout", "retry"), ("pick", "success", "next"), ("place", "success", "next")]
+    assert "expected held(red_cube, main)" in d["steps"][0]["why"]
