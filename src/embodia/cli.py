@@ -555,7 +555,7 @@ def run(
         else:
             out.print(f"[bold]plan[/] ({rep.plan.planner}, {rep.plan.planning_ms:.0f} ms):")
             for i, s in enumerate(rep.plan.steps, 1):
-                out.print(f"  {i}. {s.skill}({', '.join(s.args)})  \"{s.instruction}\"")
+                out.print(f"  {i}. {s.skill}({', '.join(s.args)}) \\[{s.arm} arm]  \"{s.instruction}\"")
             for row in result["steps"]:
                 mark = "[green]ok[/]" if row.get("effects_ok", row["success"]) else "[red]failed[/]"
                 out.print(f"  {mark} {row['skill']}({', '.join(row['args'])}): {row['reason']} after "

@@ -104,3 +104,12 @@ def test_embodia_run_with_a_checkpoint(tmp_path):
     assert r.exit_code == 1, r.output  # a random policy fails; the run itself completes
     d = json.loads(r.stdout[r.stdout.index("{"):])
     assert d["policy"] == "flow-vla" and d["steps"] and (tmp_path / "v.mp4").stat().st_size > 1000
+
+
+def test_two_armed_humanoid():
+    """Two arms through one control layer: the plan's arm acts, the other holds."""
+    rep = run_instruction("put the red cube in the bowl", 4, make_planner("symbolic", "humanoid_upper"),
+                          ExpertChunkPolicy("humanoid_upper", 10.0), embodiment="humanoid_upper")
+    d = rep.to_dict()
+    assert d["success"] and {s["arm"] for s in d["plan"]["steps"]} == {"left"}
+    assert rep.trajectory["q"].shape[1] == 14

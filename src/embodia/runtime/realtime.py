@@ -226,7 +226,10 @@ class RealtimeRuntime:
 
     def _deliver(self, chunk: ActionChunk) -> None:
         """Worker thread: straight to the control process, then tell perception."""
-        self._send(("chunk", chunk))
+        try:
+            self._send(("chunk", chunk))
+        except (OSError, BrokenPipeError):
+            return  # the control process is gone; the step loop finds out and reports it
         self._delivered.put(chunk)
 
     def start(self, seed: int) -> None:
@@ -308,9 +311,12 @@ class RealtimeRuntime:
                                "trajectory": log}
 
     # ------------------------------------------------------------------ one step
-    def _report(self) -> dict[str, Any]:
+    def _report(self, timeout_s: float = 10.0) -> dict[str, Any]:
         self._send(("report",))
         while True:
+            if not self._conn.poll(timeout_s):
+                alive = self._proc is not None and self._proc.is_alive()
+                raise RuntimeError(f"the control process {'is not answering' if alive else 'has died'}")
             kind, payload = self._conn.recv()
             if kind == "report":
                 return payload
