@@ -79,6 +79,8 @@ class TabletopEnv(gym.Env):
             f"observation.images.{c}": spaces.Box(0, 255, (*self.image_size, 3), np.uint8) for c in cams
         }
         obs_spaces["observation.state"] = spaces.Box(-np.inf, np.inf, (self.embodiment.state_dim,), np.float32)
+        n_env = len(self.sim.environment_state_names())
+        obs_spaces["observation.environment_state"] = spaces.Box(-np.inf, np.inf, (n_env,), np.float32)
         obs_spaces["task"] = spaces.Text(256, charset=TEXT_CHARSET)
         obs_spaces["embodiment"] = spaces.Text(64, charset=TEXT_CHARSET)
         self.observation_space = spaces.Dict(obs_spaces)
@@ -181,6 +183,7 @@ class TabletopEnv(gym.Env):
     def _obs(self) -> dict[str, Any]:
         obs: dict[str, Any] = {f"observation.images.{c}": cam.read() for c, cam in self.cameras.items()}
         obs["observation.state"] = self.sim.state_vector()
+        obs["observation.environment_state"] = self.sim.environment_state()
         obs["task"] = self.instruction
         obs["embodiment"] = self.embodiment.name
         return obs

@@ -198,22 +198,17 @@ def push(m: Motion, obj: str) -> Iterator[ArmAction]:
     yield from m.move_to(up, m.yaw(), 1.0, tol=0.015, max_steps=8)
 
 
-def _handle(m: Motion) -> Vec:
-    s = m.sim
-    return s.data.geom_xpos[s.model.geom("handle").id].copy()
-
-
 def open_drawer(m: Motion) -> Iterator[ArmAction]:
     yaw = m.aligned_yaw(np.pi / 2, period=np.pi)
     dy = m.rng.uniform(-0.01, 0.01)
-    yield from m.transport(lambda: _handle(m)[:2] + [0.0, dy], _handle(m)[2] + 0.005, yaw, 0.45,
+    yield from m.transport(lambda: m.sim.handle_position()[:2] + [0.0, dy], m.sim.handle_position()[2] + 0.005, yaw, 0.45,
                            transit=0.18, tol=0.006)
     yield from m.hold(1.0, 5, yaw)
     goal = m.rng.uniform(0.145, DRAWER_TRAVEL)
     for _ in range(25):
         if m.sim.drawer_opening() >= goal:
             break
-        h = _handle(m)
+        h = m.sim.handle_position()
         yield m.action(h + np.r_[-0.035, 0.0, 0.0], yaw, 1.0)
     yield from _release_and_retreat(m)
 
@@ -221,7 +216,7 @@ def open_drawer(m: Motion) -> Iterator[ArmAction]:
 def close_drawer(m: Motion) -> Iterator[ArmAction]:
     yaw = m.aligned_yaw(0.0, period=np.pi)
     front = np.r_[-(0.006 + 0.012 + 0.012), m.rng.uniform(-0.015, 0.015), 0.0]
-    yield from m.transport(lambda: (_handle(m) + front)[:2], _handle(m)[2] + 0.0, yaw, 1.0,
+    yield from m.transport(lambda: (m.sim.handle_position() + front)[:2], m.sim.handle_position()[2] + 0.0, yaw, 1.0,
                            transit=0.18, tol=0.008)
     for _ in range(25):
         if P.drawer_is_closed(m.sim) and m.sim.drawer_opening() < 0.006:

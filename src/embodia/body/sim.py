@@ -14,7 +14,7 @@ import numpy as np
 from embodia.body.embodiment import ArmSpec, Embodiment
 from embodia.body.embodiments import get_robot
 from embodia.body.ik import DampedLeastSquaresIK
-from embodia.body.rotations import mat_to_quat, yaw_quat
+from embodia.body.rotations import mat_to_quat, quat_yaw, yaw_quat
 from embodia.body.scene import (
     CONTAINER_COLOURS,
     CUBE_COLOURS,
@@ -149,6 +149,38 @@ class Simulation:
 
     def zone_center(self) -> np.ndarray:
         return self.data.mocap_pos[self.zone_mocap][:2].copy()
+
+    def handle_position(self) -> np.ndarray:
+        return self.data.geom_xpos[self.model.geom("handle").id].copy()
+
+    def environment_state_names(self) -> list[str]:
+        """Names of `environment_state()`, fixed for every scene of this world."""
+        names = []
+        for n, info in self.catalogue.items():
+            if n == "drawer":
+                names += ["drawer.handle.x", "drawer.handle.y", "drawer.handle.z", "drawer.opening"]
+                continue
+            names += [f"{n}.x", f"{n}.y", f"{n}.z"]
+            if info.cls == "cube":  # a cube looks the same every quarter turn
+                names += [f"{n}.sin4yaw", f"{n}.cos4yaw"]
+        return names + ["zone.x", "zone.y"]
+
+    def environment_state(self) -> np.ndarray:
+        """`observation.environment_state` (LeRobot's name): where every object is. Policies
+        act from images; this privileged vector is recorded for training-time auxiliary
+        targets and analysis, never fed to a policy at run time."""
+        parts = []
+        for n, info in self.catalogue.items():
+            if n == "drawer":
+                parts += [self.handle_position(), [self.drawer_opening()]]
+                continue
+            pos, quat = self.object_pose(n)
+            parts.append(pos)
+            if info.cls == "cube":
+                yaw = quat_yaw(quat)
+                parts.append([np.sin(4 * yaw), np.cos(4 * yaw)])
+        parts.append(self.zone_center())
+        return np.concatenate(parts).astype(np.float32)
 
     def apply_layout(self, layout: SceneLayout) -> None:
         """Place every object as the layout says; park the cubes that take no part."""

@@ -28,6 +28,10 @@ class PolicyConfig:
     dropout: float = 0.0
     film: bool = True  # language FiLM-conditions the vision encoder
     keypoints: int = 32  # spatial-softmax keypoint tokens per camera (0 = coarse grid only)
+    # auxiliary training target: regress observation.environment_state (where every object
+    # is) from the prefix, when the data has it; 0 = off. Never an input at run time.
+    env_state_dim: int = 0
+    aux_weight: float = 1.0
     lang_dim: int = 384  # all-MiniLM-L6-v2
     flow_steps: int = 10
     flow_beta: tuple[float, float] = (1.5, 1.0)

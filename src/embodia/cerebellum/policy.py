@@ -21,6 +21,7 @@ from embodia.cerebellum.language import LanguageEncoder
 from embodia.data.normalize import Normalizer
 
 STATE, ACTION = "observation.state", "action"
+ENV_STATE = "observation.environment_state"
 
 
 def make_head(cfg: PolicyConfig) -> nn.Module:
@@ -32,7 +33,28 @@ def make_head(cfg: PolicyConfig) -> nn.Module:
 
 
 def normalizer_modes(cfg: PolicyConfig) -> dict[str, str]:
-    return {STATE: "mean_std", ACTION: "quantile"}
+    modes = {STATE: "mean_std", ACTION: "quantile"}
+    if cfg.env_state_dim:
+        modes[ENV_STATE] = "mean_std"
+    return modes
+
+
+class EnvStateProbe(nn.Module):
+    """Training-time auxiliary head: one learned query reads the prefix and regresses where
+    every object is. It gives the from-scratch vision encoder a dense localization signal
+    that the action loss alone supplies slowly; the policy never reads its output."""
+
+    def __init__(self, cfg: PolicyConfig) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.query = nn.Parameter(torch.zeros(1, 1, d))
+        nn.init.normal_(self.query, std=0.02)
+        self.attn = nn.MultiheadAttention(d, cfg.n_heads, batch_first=True)
+        self.out = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, cfg.env_state_dim))
+
+    def forward(self, memory: torch.Tensor) -> torch.Tensor:
+        q = self.query.expand(memory.shape[0], -1, -1)
+        return self.out(self.attn(q, memory, memory, need_weights=False)[0][:, 0])
 
 
 class VLAPolicy(nn.Module):
@@ -42,6 +64,7 @@ class VLAPolicy(nn.Module):
         self.normalizer = normalizer
         self.prefix = PrefixEncoder(cfg)
         self.head = make_head(cfg)
+        self.env_probe = EnvStateProbe(cfg) if cfg.env_state_dim else None
         self._language = language
         self._queue: deque[np.ndarray] = deque()
         self._ensemble: list[tuple[int, np.ndarray]] = []
@@ -101,7 +124,14 @@ class VLAPolicy(nn.Module):
         memory = self.prefix(lang, state, images)
         actions = self.normalizer.normalize(ACTION, torch.as_tensor(batch[ACTION]).float())
         pad = torch.as_tensor(batch["action_is_pad"]).bool()
-        return self.head.loss(memory, actions, pad)
+        loss, logs = self.head.loss(memory, actions, pad)
+        if self.env_probe is not None and ENV_STATE in batch:
+            target = torch.as_tensor(batch[ENV_STATE]).float()
+            target = self.normalizer.normalize(ENV_STATE, target[:, -1] if target.ndim == 3 else target)
+            aux = ((self.env_probe(memory) - target) ** 2).mean()
+            logs["env_state_mse"] = float(aux.detach())
+            loss = loss + self.cfg.aux_weight * aux
+        return loss, logs
 
     def predict_chunk(self, batch: dict[str, Any]) -> torch.Tensor:
         lang, state, images = self._inputs(batch)

@@ -20,7 +20,7 @@ from torch.utils.data import ConcatDataset, DataLoader, RandomSampler
 from embodia.cerebellum.checkpoint import load_checkpoint, save_checkpoint
 from embodia.cerebellum.config import PolicyConfig
 from embodia.cerebellum.language import LanguageEncoder
-from embodia.cerebellum.policy import ACTION, STATE, VLAPolicy, normalizer_modes
+from embodia.cerebellum.policy import ACTION, ENV_STATE, STATE, VLAPolicy, normalizer_modes
 from embodia.data.layout import atomic_write_json
 from embodia.data.normalize import Normalizer
 from embodia.data.reader import DatasetReader
@@ -46,6 +46,7 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     threads: int | None = None
+    aux_env_state: bool = True  # regress observation.environment_state from the prefix (training only)
 
 
 def _split(n: int, frac: float, seed: int) -> tuple[list[int], list[int]]:
@@ -68,8 +69,12 @@ def build_datasets(cfg: TrainConfig) -> tuple[ConcatDataset, ConcatDataset | Non
         missing = [c for c in pc.cameras if c not in keys]
         if missing:
             raise ValueError(f"{r.root} has no camera(s) {missing}; it has {sorted(keys)}")
+    # the auxiliary where-is-everything target, when every dataset records the same one
+    dims = {r.columns[ENV_STATE].shape[1] if ENV_STATE in r.columns else 0 for r in readers}
+    pc.env_state_dim = dims.pop() if cfg.aux_env_state and len(dims) == 1 else 0
     stats = {}
-    for key in (STATE, ACTION):
+    keys = (STATE, ACTION, ENV_STATE) if pc.env_state_dim else (STATE, ACTION)
+    for key in keys:
         s = StreamingStats(readers[0].columns[key].shape[1], seed=cfg.seed)
         for r in readers:
             s.update(r.columns[key])

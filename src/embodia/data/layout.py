@@ -51,9 +51,14 @@ def video_keys(features: dict) -> list[str]:
     return [k for k, f in features.items() if f["dtype"] == "video"]
 
 
+ENV_STATE = "observation.environment_state"
+
+
 def make_features(embodiment: Embodiment, cameras: list[str], image_size: tuple[int, int],
-                  fps: float, action_space: str | None = "ee_delta") -> dict[str, Any]:
-    """LeRobot feature specs for recording `embodiment` (no `action` for action-free data)."""
+                  fps: float, action_space: str | None = "ee_delta",
+                  env_state_names: list[str] | None = None) -> dict[str, Any]:
+    """LeRobot feature specs for recording `embodiment` (no `action` for action-free data;
+    `observation.environment_state` only when `env_state_names` are given)."""
     h, w = image_size
     feats: dict[str, Any] = {}
     for cam in cameras:
@@ -69,6 +74,8 @@ def make_features(embodiment: Embodiment, cameras: list[str], image_size: tuple[
         }
     feats["observation.state"] = {"dtype": "float32", "shape": [embodiment.state_dim],
                                   "names": list(embodiment.state_names)}
+    if env_state_names:
+        feats[ENV_STATE] = {"dtype": "float32", "shape": [len(env_state_names)], "names": list(env_state_names)}
     if action_space is not None:
         layout = embodiment.action_layout(action_space)
         feats["action"] = {"dtype": "float32", "shape": [layout.dim], "names": list(layout.names)}

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from embodia.body.embodiments import get_embodiment
+from embodia.body.sim import Simulation
 from embodia.body.skills import get_skill
 from embodia.data.writer import STAGING, DatasetWriter, EpisodeBuffer, stage_episode
 
@@ -90,7 +91,8 @@ def collect(cfg: CollectConfig, progress: Callable[[int, int], None] | None = No
     spec = get_embodiment(cfg.embodiment)
     arm = spec.arm(cfg.arm).name
     cameras = list(cfg.cameras) if cfg.cameras is not None else [c.name for c in spec.cameras]
-    writer = DatasetWriter(cfg.out, spec, cameras, (cfg.image_size, cfg.image_size))
+    writer = DatasetWriter(cfg.out, spec, cameras, (cfg.image_size, cfg.image_size),
+                           env_state_names=Simulation(spec).environment_state_names())
     writer.consolidate()  # leftovers of an interrupted run
     existing = writer.recorded_keys()
     prefix = f"{cfg.skill}-{arm}-"

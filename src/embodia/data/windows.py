@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from embodia.data.layout import ENV_STATE
 from embodia.data.reader import DatasetReader
 
 IMAGE_PREFIX = "observation.images."
@@ -110,6 +111,8 @@ class WindowDataset(Dataset):
             "observation.state": torch.from_numpy(r.columns["observation.state"][obs].astype(np.float32)),
             "observation_is_pad": torch.from_numpy(obs_pad),
         }
+        if ENV_STATE in r.columns:  # privileged, for auxiliary training targets only
+            item[ENV_STATE] = torch.from_numpy(r.columns[ENV_STATE][obs].astype(np.float32))
         for key in self.camera_keys:
             img = torch.from_numpy(r.frames_at_rows(key, obs)).permute(0, 3, 1, 2).contiguous()
             item[key] = img.float().div_(255.0) if cfg.image_format == "float" else img

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from embodia.body.embodiment import Embodiment
 from embodia.data.layout import (
     DATA_PATH,
+    ENV_STATE,
     EPISODES_PATH,
     INFO_PATH,
     STATS_PATH,
@@ -60,11 +61,14 @@ class EpisodeBuffer:
     states: list[np.ndarray] = field(default_factory=list)
     actions: list[np.ndarray] = field(default_factory=list)
     images: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    env_states: list[np.ndarray] = field(default_factory=list)  # recorded when the dataset has them
 
     def add(self, obs: dict, action: np.ndarray | None) -> None:
         self.states.append(np.asarray(obs["observation.state"], dtype=np.float32))
         if action is not None:
             self.actions.append(np.asarray(action, dtype=np.float32))
+        if ENV_STATE in obs:
+            self.env_states.append(np.asarray(obs[ENV_STATE], dtype=np.float32))
         for k, v in obs.items():
             if k.startswith("observation.images."):
                 self.images.setdefault(k, []).append(np.asarray(v, dtype=np.uint8))
@@ -78,11 +82,11 @@ class DatasetWriter:
 
     def __init__(self, root: str | Path, embodiment: Embodiment, cameras: list[str],
                  image_size: tuple[int, int], fps: float | None = None,
-                 action_space: str | None = "ee_delta") -> None:
+                 action_space: str | None = "ee_delta", env_state_names: list[str] | None = None) -> None:
         self.root = Path(root)
         self.embodiment = embodiment
         fps = fps or embodiment.control_rate_hz
-        features = make_features(embodiment, [c for c in cameras], image_size, fps, action_space)
+        features = make_features(embodiment, [c for c in cameras], image_size, fps, action_space, env_state_names)
         info_path = self.root / INFO_PATH
         if info_path.exists():
             info = read_json(info_path)
@@ -170,7 +174,7 @@ class DatasetWriter:
         # 1. tasks (a superset is harmless if we crash before the commit point)
         self._write_tasks(tasks)
         # 2. data parquet
-        cols: dict[str, list] = {k: [] for k in ("observation.state", "action", "timestamp", "frame_index",
+        cols: dict[str, list] = {k: [] for k in ("observation.state", ENV_STATE, "action", "timestamp", "frame_index",
                                                   "episode_index", "index", "task_index")}
         rows = []
         index = n_frames
@@ -178,6 +182,8 @@ class DatasetWriter:
             length = m["length"]
             ep_idx = n_eps + i
             cols["observation.state"].append(a["observation.state"])
+            if ENV_STATE in self.features:
+                cols[ENV_STATE].append(a[ENV_STATE])
             if self.has_actions:
                 cols["action"].append(a["action"])
             cols["timestamp"].append(np.arange(length, dtype=np.float32) / self.info["fps"])
@@ -219,7 +225,7 @@ class DatasetWriter:
                 rec |= {f"videos/{k}/chunk_index": chunk, f"videos/{k}/file_index": fidx,
                         f"videos/{k}/from_timestamp": t0, f"videos/{k}/to_timestamp": t0 + r["length"] / fps}
             rec |= {"meta/episodes/chunk_index": chunk, "meta/episodes/file_index": fidx}
-            for feat in ("observation.state", "action"):
+            for feat in ("observation.state", ENV_STATE, "action"):
                 if feat in a:
                     st = StreamingStats(a[feat].shape[1])
                     st.update(a[feat])
@@ -296,6 +302,10 @@ def check_episode(features: dict, ep: EpisodeBuffer) -> None:
             raise ValueError(f"action must have shape ({d},); frame {bad[0]} has {ep.actions[bad[0]].shape}")
         if not np.all(np.isfinite(np.stack(ep.actions))):
             raise ValueError("action contains NaN or inf")
+    if ENV_STATE in features:
+        e = features[ENV_STATE]["shape"][0]
+        if len(ep.env_states) != len(ep) or any(x.shape != (e,) for x in ep.env_states):
+            raise ValueError(f"{ENV_STATE}: needs one ({e},) vector per frame")
     for k in video_keys(features):
         h, w, c = features[k]["shape"]
         frames = ep.images.get(k, [])
@@ -319,6 +329,8 @@ def stage_episode(staging: Path, features: dict, ep: EpisodeBuffer, key: str) ->
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     arrays = {"observation.state": np.stack(ep.states)}
+    if ENV_STATE in features:
+        arrays[ENV_STATE] = np.stack(ep.env_states)
     if "action" in features:
         arrays["action"] = np.stack(ep.actions)
     for k in video_keys(features):
@@ -334,7 +346,7 @@ def stage_episode(staging: Path, features: dict, ep: EpisodeBuffer, key: str) ->
 def compute_dataset_stats(meta: DatasetMeta) -> dict:
     """stats.json: numeric features streamed from the data files, images pooled per episode."""
     out: dict = {}
-    numeric = [k for k in ("observation.state", "action") if k in meta.features]
+    numeric = [k for k in ("observation.state", ENV_STATE, "action") if k in meta.features]
     streams = {k: StreamingStats(meta.features[k]["shape"][0]) for k in numeric}
     files = sorted({(c, f) for c, f in zip(meta.column("data/chunk_index"), meta.column("data/file_index"), strict=True)})
     for c, f in files:
