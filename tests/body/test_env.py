@@ -122,3 +122,23 @@ def test_step_before_reset_is_an_error(make_env):
     env = make_env(skill="pick")
     with pytest.raises(RuntimeError, match="reset"):
         env.step(np.zeros(7))
+
+
+def test_environment_state_names_every_object_and_follows_it():
+    from embodia.body.env import TabletopEnv
+
+    env = TabletopEnv(skill="pick", cameras=())
+    try:
+        obs, _ = env.reset(seed=2)
+        names = env.sim.environment_state_names()
+        es = obs["observation.environment_state"]
+        assert es.shape == (len(names),) and env.observation_space.contains(obs)
+        cube = env.plan[0][1][0]
+        i = names.index(f"{cube}.x")
+        np.testing.assert_allclose(es[i:i + 3], env.sim.object_pose(cube)[0], atol=1e-6)
+        env.sim.set_object_pose(cube, [0.45, 0.0, 0.3])
+        obs, *_ = env.step(np.zeros(env.action_space.shape))
+        assert obs["observation.environment_state"][i + 2] < 0.3  # it fell: the vector follows physics
+        assert abs(obs["observation.environment_state"][i] - 0.45) < 0.05
+    finally:
+        env.close()

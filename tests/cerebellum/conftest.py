@@ -25,7 +25,8 @@ class HashLanguage:
 
 @pytest.fixture(scope="session")
 def tiny_ds(tmp_path_factory):
-    return make_dataset(tmp_path_factory.mktemp("cereb") / "pick", n=3, size=32)
+    # with observation.environment_state, so every policy built from it has the auxiliary probe
+    return make_dataset(tmp_path_factory.mktemp("cereb") / "pick", n=3, size=32, env_state=True)
 
 
 @pytest.fixture

@@ -127,3 +127,37 @@ def test_config_rejects_bad_fields():
         PolicyConfig(head="diffusion-magic")
     with pytest.raises(ValueError, match="unknown fields"):
         PolicyConfig.from_dict(PolicyConfig().to_dict() | {"wings": 2})
+
+
+def test_environment_state_is_a_training_target_never_an_input(tiny_ds, hash_language):
+    torch.manual_seed(0)
+    policy = _policy(tiny_ds, hash_language)
+    assert policy.cfg.env_state_dim == tiny_ds_env_dim(tiny_ds) and policy.env_probe is not None
+    tc = TrainConfig(data=[str(tiny_ds.root)], out="unused", policy=policy.cfg, val_fraction=0)
+    train_ds, _, _, _ = build_datasets(tc)
+    batch = torch.utils.data.default_collate([train_ds[i] for i in range(0, len(train_ds), 3)])
+    opt = torch.optim.Adam(policy.parameters(), lr=3e-3)
+    first = None
+    for _ in range(40):
+        loss, logs = policy.compute_loss(batch)
+        first = first if first is not None else logs["env_state_mse"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert logs["env_state_mse"] < 0.5 * first, (first, logs["env_state_mse"])
+    obs = _obs(tiny_ds)  # no environment state in a run-time observation
+    assert "observation.environment_state" not in obs
+    assert policy.eval().predict_chunk(batch_from_obs(obs, policy.cfg)).shape == (1, 4, 7)
+
+
+def test_no_auxiliary_probe_without_environment_state(tiny_ds, hash_language):
+    cfg = PolicyConfig(**SMALL)
+    tc = TrainConfig(data=[str(tiny_ds.root)], out="unused", policy=cfg, aux_env_state=False)
+    build_datasets(tc)
+    assert cfg.env_state_dim == 0 and VLAPolicy(cfg, Normalizer(
+        {k: v for k, v in build_datasets(tc)[2].items()}, normalizer_modes(cfg)), hash_language).env_probe is None
+
+
+def tiny_ds_env_dim(tiny_ds) -> int:
+    info = json.loads((tiny_ds.root / "meta/info.json").read_text())
+    return info["features"]["observation.environment_state"]["shape"][0]

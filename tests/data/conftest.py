@@ -32,10 +32,12 @@ class Recorded:
 
 
 def make_dataset(root: Path, n: int = 3, skill: str = "pick", cameras: tuple[str, ...] = ("front", "wrist"),
-                 size: int = SIZE, seed0: int = 0, tier: str = "synthetic", with_actions: bool = True) -> Recorded:
+                 size: int = SIZE, seed0: int = 0, tier: str = "synthetic", with_actions: bool = True,
+                 env_state: bool = False) -> Recorded:
     env = TabletopEnv(skill=skill, cameras=cameras, image_size=size)
     w = DatasetWriter(root, env.embodiment, list(cameras), (size, size),
-                      action_space="ee_delta" if with_actions else None)
+                      action_space="ee_delta" if with_actions else None,
+                      env_state_names=env.sim.environment_state_names() if env_state else None)
     rec = Recorded(root, [], [] if with_actions else None,
                    {f"observation.images.{c}": [] for c in cameras}, [], tier)
     try:
