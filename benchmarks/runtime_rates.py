@@ -3,7 +3,8 @@ policy's inference runs beside it.
 
 Each run starts the real-time runtime (control + HAL + physics in their own process, pinned
 to the last core; perception, reasoning and inference in this process) on a seeded scene and
-lets the policy drive `pick` steps for `--seconds`. Load `policy`: inference as the runtime
+lets the policy drive `pick` steps for `--seconds`, with the control process under SCHED_FIFO
+(the runtime's default where permitted) and under normal scheduling. Load `policy`: inference as the runtime
 schedules it (a chunk every `execute` actions, rendering two cameras for each). Load
 `saturated`: in addition a thread runs inference back to back, so this process is never
 idle. Reported per run: each layer's achieved rate, wake-up jitter p50/p99/max, deadline
@@ -54,10 +55,10 @@ def saturate(policy: ChunkPolicy, obs, stop: threading.Event, counter: list[int]
         counter[0] += 1
 
 
-def one_run(policy: ChunkPolicy, rate: float, load: str, seconds: float, seed: int, fifo: bool) -> dict:
+def one_run(policy: ChunkPolicy, rate: float, load: str, seconds: float, seed: int, sched: str) -> dict:
     body = make_body("arm7", seed, cameras=tuple(policy.cameras), image_size=policy.image_size)
     cube = next(r.subject for r in body.scene_graph().relations if r.name == "on")
-    cfg = RuntimeConfig(control=ControlConfig(rate_hz=rate), rt_priority=fifo)
+    cfg = RuntimeConfig(control=ControlConfig(rate_hz=rate), rt_priority=sched == "fifo")
     rt = RealtimeRuntime(body, policy, cfg)
     stop, count = threading.Event(), [0]
     records = []
@@ -83,7 +84,7 @@ def one_run(policy: ChunkPolicy, rate: float, load: str, seconds: float, seed: i
     ctl = s["control"]
     lat = [x for r in records for x in r.latency_ms]
     out = {
-        "control_hz": rate, "load": load, "seconds": seconds,
+        "control_hz": rate, "load": load, "sched": sched, "seconds": seconds,
         "layers": {n: {k: v for k, v in s[n].items() if k != "name"} for n in ("reasoning", "perception", "control", "hal")},
         "control_process": s["process"],
         "inference": {"chunks": sum(r.chunks for r in records),
@@ -98,6 +99,19 @@ def one_run(policy: ChunkPolicy, rate: float, load: str, seconds: float, seed: i
     return out
 
 
+def busy_processes() -> list[str]:
+    """Other processes using CPU while we measure (the numbers mean little without this)."""
+    try:
+        import subprocess
+
+        ps = subprocess.run(["ps", "-eo", "pcpu,comm,args", "--sort=-pcpu"], capture_output=True, text=True,
+                            timeout=5).stdout.splitlines()[1:]
+    except (OSError, subprocess.SubprocessError):
+        return []
+    me = str(os.getpid())
+    return [" ".join(line.split()[:6])[:120] for line in ps if float(line.split()[0]) > 20 and me not in line][:6]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--policy", default="checkpoints/arm7_flow", help="checkpoint folder, 'expert' or 'random'")
@@ -105,7 +119,8 @@ def main() -> None:
     ap.add_argument("--rates", default="500,1000")
     ap.add_argument("--loads", default="policy,saturated")
     ap.add_argument("--seed", type=int, default=4)
-    ap.add_argument("--fifo", action="store_true", help="SCHED_FIFO for the control process (needs privileges)")
+    ap.add_argument("--sched", default="fifo,other",
+                    help="control process scheduling: fifo (SCHED_FIFO, the runtime's default where permitted) and/or other")
     args = ap.parse_args()
     notes = []
     if args.policy == "random":
@@ -121,15 +136,17 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(1)
+    others = busy_processes()
     runs = []
-    for rate in [float(r) for r in args.rates.split(",")]:
-        for load in args.loads.split(","):
-            if load == "saturated" and not isinstance(policy, LearnedChunkPolicy):
-                continue
-            print(f"control at {rate:g} Hz, load {load} ...", file=sys.stderr)
-            runs.append(one_run(policy, rate, load, args.seconds, args.seed, args.fifo))
+    for sched in args.sched.split(","):
+        for rate in [float(r) for r in args.rates.split(",")]:
+            for load in args.loads.split(","):
+                if load == "saturated" and not isinstance(policy, LearnedChunkPolicy):
+                    continue
+                print(f"control at {rate:g} Hz, {sched} scheduling, load {load} ...", file=sys.stderr)
+                runs.append(one_run(policy, rate, load, args.seconds, args.seed, sched))
     print(json.dumps({"benchmark": "runtime_rates", "policy": args.policy, "policy_name": policy.name,
-                      "notes": notes, "fifo": args.fifo, "cpus": os.cpu_count(),
+                      "notes": notes, "cpus": os.cpu_count(), "busy_processes_at_start": others,
                       "targets": {"control_jitter_p99_ms": JITTER_TARGET_MS, "control_miss_rate": MISS_TARGET},
                       "runs": runs, "machine": machine_info()}, indent=2))
 

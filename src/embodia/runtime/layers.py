@@ -40,7 +40,8 @@ class RuntimeConfig:
     latency_guess_s: float = 0.05  # real time: assumed inference latency until measured
     video_hz: float = 10.0
     control_cpu: int | None = -1  # real time: core for the control process (-1: the last; None: any)
-    rt_priority: bool = False  # real time: SCHED_FIFO for the control process (needs privileges)
+    rt_priority: bool = True  # real time: SCHED_FIFO for the control process if permitted
+    spin_s: float = 0.0003  # real time: the control loop sleeps until this long before a tick, then spins
     switch_interval_s: float = 0.001  # real time: sys.setswitchinterval in the main process
 
 

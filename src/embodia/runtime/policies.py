@@ -33,6 +33,9 @@ class ChunkPolicy(Protocol):
 
     def start_step(self, cmd: SkillCommand, body: SimBody) -> None: ...
 
+    def warmup(self, obs: Observation) -> None:
+        """Pay first-call costs (loading models, filling caches) before the clock runs."""
+
     def infer(self, obs: Observation, prefix: np.ndarray | None = None, frozen: int = 0) -> np.ndarray:
         """[H, D] actions; with a prefix, a continuation of it (only if `supports_rtc`)."""
 
@@ -58,6 +61,9 @@ class ExpertChunkPolicy:
 
     def start_step(self, cmd: SkillCommand, body: SimBody) -> None:
         self._expert = ScriptedExpert(body.sim, cmd.skill, cmd.args, cmd.arm, self._rng, self.noise)
+
+    def warmup(self, obs: Observation) -> None:
+        pass
 
     def infer(self, obs: Observation, prefix: np.ndarray | None = None, frozen: int = 0) -> np.ndarray:
         if self._expert is None:
@@ -92,6 +98,11 @@ class LearnedChunkPolicy:
 
     def start_step(self, cmd: SkillCommand, body: SimBody) -> None:
         self.policy.reset()
+
+    def warmup(self, obs: Observation) -> None:
+        state = self._generator.get_state()
+        self.infer(obs)  # the sentence model loads on first use; the generator is restored
+        self._generator.set_state(state)
 
     def infer(self, obs: Observation, prefix: np.ndarray | None = None, frozen: int = 0) -> np.ndarray:
         from embodia.cerebellum.policy import batch_from_obs

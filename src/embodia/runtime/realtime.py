@@ -83,6 +83,7 @@ class ControlProcessSpec:
     safety: SafetyConfig
     cpu: int | None
     rt_priority: bool
+    spin_s: float
 
 
 def _setup_process(cpu: int | None, rt_priority: bool) -> dict[str, Any]:
@@ -112,7 +113,7 @@ def control_process_main(spec: ControlProcessSpec, raw: Any, conn: Any) -> None:
                            spec.control)
     control.init(body.read_joints(), body.commanded_grip())
     info = _setup_process(spec.cpu, spec.rt_priority)
-    clock = WallClock()
+    clock = WallClock(spin_s=spec.spin_s)
     period = 1.0 / spec.control.rate_hz
     stats = {"control": LoopStats("control", spec.control.rate_hz),
              "hal": LoopStats("hal", spec.control.rate_hz)}
@@ -140,13 +141,12 @@ def control_process_main(spec: ControlProcessSpec, raw: Any, conn: Any) -> None:
                     control.start_step(step_id, origin, dt_action, body.read_joints())
                 elif kind == "signal":
                     control.signal(msg[1], woke, msg[2])
-                elif kind == "report":
+                elif kind == "report":  # small on purpose: it is sent inside a tick
                     conn.send(("report", {
                         "chunks": control.chunks_accepted, "skipped": control.skipped_actions,
-                        "latency_s": list(control.latency_s), "counts": control.counts,
+                        "latency_s": list(control.latency_s),
                         "step_counts": count_diff(control.counts, counts0),
-                        "estop": control.estop.latched, "log": control.log.arrays()}))
-                    control.log.clear()
+                        "estop": control.estop.latched}))
                 elif kind == "stop":
                     stop = True
             if stop:
@@ -211,8 +211,6 @@ class RealtimeRuntime:
         self._conn: Any = None
         self._step_id = 0
         self._counts: dict[str, int] = {}
-        self._samples: list = []
-        self._log: list[dict[str, np.ndarray]] = []
         self._switch = sys.getswitchinterval()
         m = body.sim.model
         self.bus = StateBus(m.nq, m.nv, m.nu)
@@ -237,7 +235,7 @@ class RealtimeRuntime:
         ncpu = os.cpu_count() or 1
         cpu = None if cfg.control_cpu is None or ncpu < 2 else cfg.control_cpu % ncpu
         spec = ControlProcessSpec(snapshot_scene(self.body.sim), self.policy.space, cfg.control,
-                                  cfg.safety, cpu, cfg.rt_priority)
+                                  cfg.safety, cpu, cfg.rt_priority, cfg.spin_s)
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe(duplex=True)
         self._conn = parent
@@ -259,6 +257,7 @@ class RealtimeRuntime:
                 torch.set_num_threads(max(1, len(others)))
         sys.setswitchinterval(cfg.switch_interval_s)
         self.policy.start_episode(seed)
+        self.policy.warmup(self.body.observe("warm up"))  # first-call costs (models, caches) now
         self.inference = ThreadedInference(self.policy, self._deliver, self.clock.now)
         self.perception = PerceptionLayer(self.body, self.policy, self.inference, cfg.control.blend,
                                           cfg.rtc, cfg.latency_guess_s)
@@ -304,11 +303,8 @@ class RealtimeRuntime:
         self.process_info |= payload["info"] | {
             "skipped_ticks": payload["skipped_ticks"],
             "physics_steps_per_s": round(payload["physics_steps_per_s"], 1)}
-        self._log.append(payload["log"])
-        log = {k: np.concatenate([lg[k] for lg in self._log if len(lg["t"])]) if any(
-            len(lg["t"]) for lg in self._log) else np.zeros((0,)) for k in payload["log"]}
         self.control_report = {"counts": payload["counts"], "samples": payload["interventions"],
-                               "trajectory": log}
+                               "trajectory": payload["log"]}
 
     # ------------------------------------------------------------------ one step
     def _report(self, timeout_s: float = 10.0) -> dict[str, Any]:
@@ -357,7 +353,6 @@ class RealtimeRuntime:
             k += 1
         t_end = self.clock.now()
         rep = self._report()
-        self._log.append(rep["log"])
         if rep["estop"]:
             reason = "estop" if reason != "success" else reason
         return StepRecord(cmd.step_id, skill, tuple(args), instruction, reason == "success", reason,
@@ -370,5 +365,10 @@ class RealtimeRuntime:
 
     def summaries(self) -> dict[str, dict]:
         out = {n: s.summary().to_dict() for n, s in self.stats.items()}
+        skipped = int(self.process_info.get("skipped_ticks", 0))
+        for n in ("control", "hal"):  # ticks dropped after an overrun are misses too
+            c = out[n]
+            c["deadline_misses"] += skipped
+            c["miss_rate"] = round(c["deadline_misses"] / max(1, c["ticks"] + skipped), 6)
         out["process"] = dict(self.process_info)
         return out
