@@ -169,6 +169,9 @@ def train(
     horizon: int = 16,
     cameras: str = "front,wrist",
     threads: Annotated[int | None, typer.Option(help="torch threads (default: all cores)")] = None,
+    hf_backbone: Annotated[Path | None, typer.Option(
+        help="local Hugging Face VLM folder (SigLIP/CLIP-style) whose vision tower replaces the CNN")] = None,
+    finetune_hf_backbone: Annotated[bool, typer.Option(help="train the HF vision tower too (default: frozen)")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Train a language-conditioned VLA policy from datasets (CPU by default)."""
@@ -186,7 +189,9 @@ def train(
                           if f"observation.images.{cameras.split(',')[0]}" in feats else 96,
                           state_dim=feats["observation.state"]["shape"][0],
                           action_dim=feats["action"]["shape"][0] if "action" in feats else 0,
-                          horizon=horizon, d_model=d_model, control_rate_hz=float(meta.fps))
+                          horizon=horizon, d_model=d_model, control_rate_hz=float(meta.fps),
+                          hf_backbone=str(hf_backbone.expanduser().resolve()) if hf_backbone else None,
+                          freeze_hf_backbone=not finetune_hf_backbone)
         cfg = TrainConfig(data=dirs, out=str(out), policy=pc, batch_size=batch_size, lr=lr,
                           max_steps=max_steps, max_minutes=max_minutes, seed=seed, threads=threads)
         with Progress(TextColumn("train {task.fields[info]}"), BarColumn(), TimeElapsedColumn(),

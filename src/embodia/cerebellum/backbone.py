@@ -19,13 +19,18 @@ def transformer_encoder(cfg: PolicyConfig, layers: int) -> nn.TransformerEncoder
 
 
 class PrefixEncoder(nn.Module):
-    def __init__(self, cfg: PolicyConfig) -> None:
+    """`vision` maps (images [N, 3, H, W], FiLM cond [N, 384] or None) -> tokens [N, T, d];
+    None builds the from-scratch CNN. Passing another one (the HF tower) keeps every other
+    token, the fusion transformer and the output contract identical."""
+
+    def __init__(self, cfg: PolicyConfig, vision: nn.Module | None = None) -> None:
         super().__init__()
         d = cfg.d_model
         self.cfg = cfg
         self.lang = nn.Sequential(nn.Linear(cfg.lang_dim, d), nn.GELU(), nn.Linear(d, d))
         self.state = nn.Sequential(nn.Linear(cfg.state_dim, d), nn.GELU(), nn.Linear(d, d))
-        self.vision = VisionEncoder(d, cfg.image_size, cfg.lang_dim if cfg.film else None, cfg.keypoints)
+        self.vision = vision if vision is not None else VisionEncoder(
+            d, cfg.image_size, cfg.lang_dim if cfg.film else None, cfg.keypoints)
         self.camera_embed = nn.Parameter(torch.zeros(len(cfg.cameras), 1, d))
         self.type_embed = nn.Parameter(torch.zeros(3, d))
         nn.init.normal_(self.camera_embed, std=0.02)
@@ -44,3 +49,13 @@ class PrefixEncoder(nn.Module):
         for i, v in enumerate(vis):
             toks.append(v + self.camera_embed[i] + self.type_embed[2])
         return self.norm(self.encoder(torch.cat(toks, dim=1)))
+
+
+def make_prefix(cfg: PolicyConfig) -> nn.Module:
+    """The CNN prefix, or the Hugging Face one when `cfg.hf_backbone` names a local folder
+    (imported lazily: transformers costs seconds to import and most runs never need it)."""
+    if cfg.hf_backbone:
+        from embodia.cerebellum.hf_backbone import HFPrefixEncoder
+
+        return HFPrefixEncoder(cfg)
+    return PrefixEncoder(cfg)

@@ -37,6 +37,10 @@ class PolicyConfig:
     flow_beta: tuple[float, float] = (1.5, 1.0)
     token_bins: int = 256
     control_rate_hz: float = 10.0
+    # bring your own VLM: a local Hugging Face model folder whose vision tower replaces the
+    # from-scratch CNN (film and keypoints then do not apply); None = the CNN
+    hf_backbone: str | None = None
+    freeze_hf_backbone: bool = True  # False fine-tunes the HF vision tower with everything else
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
@@ -46,6 +50,8 @@ class PolicyConfig:
         if not 1 <= self.n_action_steps <= self.horizon:
             raise ValueError(f"n_action_steps must be in 1..horizon ({self.horizon}), got {self.n_action_steps}")
         self.flow_beta = tuple(self.flow_beta)
+        if self.hf_backbone is not None:
+            self.hf_backbone = str(self.hf_backbone)  # a Path would not survive config.json
 
     def to_dict(self) -> dict:
         return {"format_version": FORMAT_VERSION, **asdict(self)}

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from embodia.cerebellum.backbone import PrefixEncoder
+from embodia.cerebellum.backbone import make_prefix
 from embodia.cerebellum.config import PolicyConfig
 from embodia.cerebellum.heads.flow import FlowHead
 from embodia.cerebellum.language import LanguageEncoder
@@ -62,7 +62,7 @@ class VLAPolicy(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.normalizer = normalizer
-        self.prefix = PrefixEncoder(cfg)
+        self.prefix = make_prefix(cfg)
         self.head = make_head(cfg)
         self.env_probe = EnvStateProbe(cfg) if cfg.env_state_dim else None
         self._language = language

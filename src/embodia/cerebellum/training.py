@@ -91,9 +91,12 @@ def build_datasets(cfg: TrainConfig) -> tuple[ConcatDataset, ConcatDataset | Non
 
 
 def _save_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
+    """State keyed by the parameter's index in the param groups (what _load_optimizer reads),
+    not by its rank in opt.state: frozen parameters (a frozen HF tower) never get state."""
     tensors, meta = {}, {}
-    for i, (p, st) in enumerate(opt.state.items()):
-        del p
+    index = {id(p): i for i, p in enumerate(p for g in opt.param_groups for p in g["params"])}
+    for p, st in opt.state.items():
+        i = index[id(p)]
         for k, v in st.items():
             if torch.is_tensor(v):
                 tensors[f"{i}.{k}"] = v.detach().contiguous().cpu()
