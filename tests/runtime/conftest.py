@@ -30,7 +30,9 @@ def arm7_limits(arm7_body):
 
 
 def tiny_policy(**kw) -> VLAPolicy:
-    """A random-weight flow VLA for arm7 with plausible normalization statistics."""
+    """A random-weight flow VLA for arm7 with plausible normalization statistics (one torch
+    thread: tiny matrices gain nothing from more, and other jobs may hold the cores)."""
+    torch.set_num_threads(1)
     torch.manual_seed(0)
     cfg = PolicyConfig(**(TINY | kw))
     stats = {STATE: {"mean": np.zeros(cfg.state_dim), "std": np.ones(cfg.state_dim)},
