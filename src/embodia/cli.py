@@ -548,7 +548,7 @@ def run(
     try:
         rep = run_instruction(instruction, seed, brain, cerebellum, embodiment, start, config,
                               realtime, video, report, notices)
-    except ValueError as e:
+    except (ValueError, RuntimeError) as e:
         _fail(str(e))
     result = rep.to_dict()
     if as_json:

@@ -19,6 +19,7 @@ import gc
 import multiprocessing as mp
 import os
 import queue
+import signal
 import sys
 import threading
 from dataclasses import dataclass
@@ -105,6 +106,7 @@ def _setup_process(cpu: int | None, rt_priority: bool) -> dict[str, Any]:
 
 def control_process_main(spec: ControlProcessSpec, raw: Any, conn: Any) -> None:
     """Entry point of the control process: control layer + HAL + physics, at the control rate."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the run through the main process
     sim = Simulation(spec.snapshot.embodiment)
     restore_scene(sim, spec.snapshot)
     body = SimBody(sim)
