@@ -67,7 +67,6 @@ def continue_chunk(head: FlowHead, memory: torch.Tensor, prefix: torch.Tensor, f
     return hard * target + (1.0 - hard) * x
 
 
-@torch.no_grad()
 def rtc_predict_chunk(policy: VLAPolicy, batch: dict[str, Any], prefix: np.ndarray, frozen: int,
                       generator: torch.Generator | None = None) -> torch.Tensor:
     """`policy.predict_chunk(batch)` continued from `prefix` [P, D] (robot units) of which the
@@ -75,10 +74,13 @@ def rtc_predict_chunk(policy: VLAPolicy, batch: dict[str, Any], prefix: np.ndarr
     if not isinstance(policy.head, FlowHead):
         raise ValueError(f"RTC continuation needs the flow head, this policy has {policy.cfg.head!r}")
     lang, state, images = policy._inputs(batch)
-    memory = policy.prefix(lang, state, images)
-    y = policy.normalizer.normalize(ACTION, torch.as_tensor(np.asarray(prefix, np.float32))[None])
-    x = continue_chunk(policy.head, memory, y, frozen, generator)
-    out = policy.normalizer.unnormalize(ACTION, x)
+    committed = torch.as_tensor(np.asarray(prefix, np.float32))
+    with torch.inference_mode():  # as predict_chunk: less per-op overhead than no_grad on CPU
+        memory = policy.prefix(lang, state, images)
+        y = policy.normalizer.normalize(ACTION, committed[None])
+        x = continue_chunk(policy.head, memory, y, frozen, generator)
+        out = policy.normalizer.unnormalize(ACTION, x)
+    out = out.clone()
     if frozen:  # exact committed actions (normalizing clips to q01..q99, which cannot come back)
-        out[:, :frozen] = torch.as_tensor(np.asarray(prefix[:frozen], np.float32))
+        out[:, :frozen] = committed[:frozen]
     return out
