@@ -519,6 +519,8 @@ def run(
     video: Annotated[Path | None, typer.Option(help="write an mp4 of the run here")] = None,
     report: Annotated[Path | None, typer.Option(help="write an HTML report here")] = None,
     fallback_expert: Annotated[bool, typer.Option("--fallback-expert", help="if the checkpoint cannot be loaded, run the scripted experts (says so)")] = False,
+    policy_url: Annotated[str | None, typer.Option(help="the cerebellum on a policy server (ws://HOST:PORT, key from $EMBODIA_API_KEY); overrides --policy")] = None,
+    brain_url: Annotated[str | None, typer.Option(help="the brain on a brain service (http://HOST:PORT, key from $EMBODIA_API_KEY)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON to stdout")] = False,
 ) -> None:
     """Plan an instruction with the brain, run each step with the cerebellum through the
@@ -535,10 +537,23 @@ def run(
     try:
         config = RuntimeConfig(control=ControlConfig(rate_hz=control_hz, blend=BlendConfig(blend)),
                                rtc=rtc, sim_latency_s=latency_ms / 1e3)
-        brain = make_planner("symbolic", embodiment)
-        cerebellum, notices = make_cerebellum(policy, embodiment, rtc=rtc, execute=execute,
-                                              fallback_expert=fallback_expert)
-    except (FileNotFoundError, ValueError) as e:
+        if brain_url:
+            from embodia.serve.auth import load_api_key
+            from embodia.serve.brain_service import RemoteBrain
+
+            brain = RemoteBrain(brain_url, load_api_key())
+        else:
+            brain = make_planner("symbolic", embodiment)
+        if policy_url:
+            from embodia.serve.remote_policy import RemoteChunkPolicy
+
+            cerebellum, notices = RemoteChunkPolicy(policy_url, execute=execute), []
+            if cerebellum.embodiment != embodiment:
+                raise ValueError(f"the policy server drives {cerebellum.embodiment}, not --embodiment {embodiment}")
+        else:
+            cerebellum, notices = make_cerebellum(policy, embodiment, rtc=rtc, execute=execute,
+                                                  fallback_expert=fallback_expert)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
         _fail(str(e))
     for n in notices:
         err.print(f"[bold yellow]notice:[/] {n}")
