@@ -15,6 +15,8 @@ on a private pipe; nothing from outside is ever unpickled.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import multiprocessing as mp
 import os
@@ -87,8 +89,20 @@ class ControlProcessSpec:
     spin_s: float
 
 
+def _lock_memory() -> bool:
+    """mlockall(MCL_CURRENT | MCL_FUTURE): no page of this process (code included) can be
+    paged out, so heavy disk I/O elsewhere cannot stall a tick on a page fault."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return libc.mlockall(1 | 2) == 0
+    except (OSError, AttributeError):
+        return False
+
+
 def _setup_process(cpu: int | None, rt_priority: bool) -> dict[str, Any]:
     info: dict[str, Any] = {"cpu": None, "sched_fifo": False, "timer_slack_1ns": reduce_timer_slack(1)}
+    if rt_priority:
+        info["memory_locked"] = _lock_memory()
     if cpu is not None and hasattr(os, "sched_setaffinity"):
         try:
             os.sched_setaffinity(0, {cpu})
