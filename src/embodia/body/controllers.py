@@ -17,6 +17,19 @@ REANCHOR_POS = 0.03
 REANCHOR_ROT = 0.2
 
 
+def ee_delta_target(measured: tuple[np.ndarray, np.ndarray], commanded: tuple[np.ndarray, np.ndarray],
+                    delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pose an ee-delta action asks for: the delta applied to the commanded pose (or to
+    the measured one when the two drifted apart), kept above the table."""
+    pos, quat = measured
+    cpos, cquat = commanded
+    if np.linalg.norm(cpos - pos) < REANCHOR_POS and np.linalg.norm(quat_error(cquat, quat)) < REANCHOR_ROT:
+        pos, quat = cpos, cquat
+    tpos = pos + delta[:3]
+    tpos[2] = max(tpos[2], MIN_TCP_HEIGHT)
+    return tpos, quat_mul(rotvec_to_quat(delta[3:6]), quat)
+
+
 class ArmController:
     def __init__(self, sim: Simulation, space: str = "ee_delta") -> None:
         self.sim = sim
@@ -42,14 +55,7 @@ class ArmController:
             part = a[sl]
             grip = float(part[-1])
             if self.space == "ee_delta":
-                pos, quat = self.sim.tcp_pose(name)
-                cpos, cquat = self.commanded[name]
-                if (np.linalg.norm(cpos - pos) < REANCHOR_POS
-                        and np.linalg.norm(quat_error(cquat, quat)) < REANCHOR_ROT):
-                    pos, quat = cpos, cquat
-                tpos = pos + part[:3]
-                tpos[2] = max(tpos[2], MIN_TCP_HEIGHT)
-                tquat = quat_mul(rotvec_to_quat(part[3:6]), quat)
+                tpos, tquat = ee_delta_target(self.sim.tcp_pose(name), self.commanded[name], part)
                 q, _ = h.ik.solve(self.sim.data.qpos, tpos, tquat, q_init=ctrl[h.act])
                 new_cmd[name] = h.ik.forward(self.sim.data.qpos, q)
             else:

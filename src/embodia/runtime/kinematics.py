@@ -13,9 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
-from embodia.body.controllers import MIN_TCP_HEIGHT, REANCHOR_POS, REANCHOR_ROT
+from embodia.body.controllers import ee_delta_target
 from embodia.body.embodiment import Embodiment
-from embodia.body.rotations import quat_error, quat_mul, rotvec_to_quat
 from embodia.body.sim import Simulation
 
 
@@ -72,14 +71,8 @@ class ActionMapper:
                 q_out[arm] = np.clip(part[:-1], kin.lo, kin.hi)
                 self.commanded[arm] = kin.fk(q_out[arm])
                 continue
-            pos, quat = kin.fk(q_measured[arm])
-            cpos, cquat = self.commanded.get(arm, (pos, quat))
-            if (np.linalg.norm(cpos - pos) < REANCHOR_POS
-                    and np.linalg.norm(quat_error(cquat, quat)) < REANCHOR_ROT):
-                pos, quat = cpos, cquat
-            tpos = pos + part[:3]
-            tpos[2] = max(tpos[2], MIN_TCP_HEIGHT)
-            tquat = quat_mul(rotvec_to_quat(part[3:6]), quat)
+            measured = kin.fk(q_measured[arm])
+            tpos, tquat = ee_delta_target(measured, self.commanded.get(arm, measured), part)
             q = kin.ik(tpos, tquat, q_target_prev[arm])
             q_out[arm] = q
             self.commanded[arm] = kin.fk(q)
