@@ -424,6 +424,15 @@ def scene(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Print the scene graph of a seeded reset."""
+    g, instruction = _seeded_scene(embodiment, skill, seed)
+    if as_json:
+        print(json.dumps({"instruction": instruction, **g.to_dict()}, indent=2))
+    else:
+        out.print(f"instruction: {instruction}\n{g.summary()}")
+
+
+def _seeded_scene(embodiment: str, skill: str, seed: int):
+    """The scene graph (and first instruction) of a seeded reset, without cameras."""
     from embodia.body.env import TabletopEnv
 
     try:
@@ -432,11 +441,7 @@ def scene(
         _fail(str(e))
     try:
         env.reset(seed=seed)
-        g = env.scene_graph()
-        if as_json:
-            print(json.dumps({"instruction": env.instruction, **g.to_dict()}, indent=2))
-        else:
-            out.print(f"instruction: {env.instruction}\n{g.summary()}")
+        return env.scene_graph(), env.instruction
     finally:
         env.close()
 
@@ -459,7 +464,6 @@ def plan(
     Exit code 1 when the brain refuses (unknown or ambiguous objects, impossible or infeasible
     requests), 2 on bad options.
     """
-    from embodia.body.env import TabletopEnv
     from embodia.brain.llm import LLMError
     from embodia.brain.planner import make_planner
     from embodia.brain.refusal import Refusal
@@ -471,14 +475,9 @@ def plan(
         options = {"base_url": base_url, "model": model, "api_key_env": api_key_env}
     try:
         brain = make_planner(planner, embodiment, arm, **options)
-        env = TabletopEnv(embodiment=embodiment, skill=skill, cameras=())
     except ValueError as e:
         _fail(str(e))
-    try:
-        env.reset(seed=seed)
-        graph = env.scene_graph()
-    finally:
-        env.close()
+    graph, _ = _seeded_scene(embodiment, skill, seed)
     scene_info = {"seed": seed, "embodiment": embodiment, "summary": graph.summary()}
     try:
         result = brain.plan(instruction, graph)
