@@ -168,6 +168,12 @@ def train(
     d_model: int = 128,
     horizon: int = 16,
     cameras: str = "front,wrist",
+    env_state_input: Annotated[str, typer.Option(
+        help="object-state token: estimated (learned from the cameras) | privileged (simulator truth, "
+             "analysis only) | none")] = "estimated",
+    image_tokens: Annotated[bool, typer.Option(help="camera tokens in the prefix besides the estimate")] = False,
+    lang_tokens: Annotated[int, typer.Option(
+        min=0, help="instruction word pieces that object relevance is measured on (0: sentence vector)")] = 24,
     threads: Annotated[int | None, typer.Option(help="torch threads (default: all cores)")] = None,
     hf_backbone: Annotated[Path | None, typer.Option(
         help="local Hugging Face VLM folder (SigLIP/CLIP-style) whose vision tower replaces the CNN")] = None,
@@ -184,9 +190,11 @@ def train(
     try:
         meta = DatasetMeta.load(dirs[0])
         feats = meta.features
-        pc = PolicyConfig(head=head, embodiment=meta.embodiment, cameras=cameras.split(","),
-                          image_size=feats[f"observation.images.{cameras.split(',')[0]}"]["shape"][0]
-                          if f"observation.images.{cameras.split(',')[0]}" in feats else 96,
+        cams = [c for c in cameras.split(",") if c]
+        pc = PolicyConfig(head=head, embodiment=meta.embodiment, cameras=cams,
+                          image_size=feats[f"observation.images.{cams[0]}"]["shape"][0]
+                          if cams and f"observation.images.{cams[0]}" in feats else 96,
+                          env_state_input=env_state_input, image_tokens=image_tokens, lang_tokens=lang_tokens,
                           state_dim=feats["observation.state"]["shape"][0],
                           action_dim=feats["action"]["shape"][0] if "action" in feats else 0,
                           horizon=horizon, d_model=d_model, control_rate_hz=float(meta.fps),

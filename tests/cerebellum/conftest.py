@@ -22,6 +22,17 @@ class HashLanguage:
             out.append(v / np.linalg.norm(v))
         return torch.from_numpy(np.stack(out))
 
+    def encode_tokens(self, texts: list[str], max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One vector per word (the real encoder: per word piece), zero-padded."""
+        out = torch.zeros(len(texts), max_tokens, self.dim)
+        pad = torch.ones(len(texts), max_tokens, dtype=torch.bool)
+        for i, t in enumerate(texts):
+            words = t.split()[:max_tokens]
+            if words:
+                out[i, : len(words)] = self.encode(words)
+                pad[i, : len(words)] = False
+        return out, pad
+
 
 @pytest.fixture(scope="session")
 def tiny_ds(tmp_path_factory):

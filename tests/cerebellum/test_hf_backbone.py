@@ -66,8 +66,7 @@ def test_default_config_keeps_the_cnn_and_old_configs_load():
 def test_predict_chunk_and_memory_shape(tiny_ds, hash_language, tiny_siglip):
     policy, _ = _hf_policy(tiny_ds, hash_language, tiny_siglip, image_size=48)  # resized to 32 inside
     assert isinstance(policy.prefix, HFPrefixEncoder)
-    lang, state, images = policy._inputs(batch_from_obs(_obs_sized(tiny_ds, 48), policy.cfg))
-    assert policy.prefix(lang, state, images).shape == (1, 2 + 2 * PATCHES, SMALL["d_model"])
+    assert policy.memory(batch_from_obs(_obs_sized(tiny_ds, 48), policy.cfg)).shape == (1, 2 + 2 * PATCHES, SMALL["d_model"])
     chunk = policy.eval().predict_chunk(batch_from_obs(_obs_sized(tiny_ds, 48), policy.cfg))
     assert chunk.shape == (1, 4, 7) and torch.isfinite(chunk).all()
 

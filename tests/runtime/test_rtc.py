@@ -33,8 +33,8 @@ def test_without_prefix_it_is_the_policy_sampler():
     batch = _batch(policy)
     policy._generator.manual_seed(5)
     ref = policy.predict_chunk(batch)
-    lang, state, images = policy._inputs(batch)
-    memory = policy.prefix(lang, state, images)
+    with torch.inference_mode():
+        memory = policy.memory(batch)
     empty = torch.zeros(1, 0, policy.cfg.action_dim)
     x = continue_chunk(policy.head, memory, empty, 0, torch.Generator().manual_seed(5))
     torch.testing.assert_close(policy.normalizer.unnormalize("action", x), ref, rtol=0, atol=1e-6)

@@ -153,6 +153,26 @@ class Simulation:
     def handle_position(self) -> np.ndarray:
         return self.data.geom_xpos[self.model.geom("handle").id].copy()
 
+    def camera_projection(self, camera: str, height: int, width: int) -> np.ndarray:
+        """[3, 4] pinhole matrix P with (u, v, 1) ~ P @ (x, y, z, 1): pixel column u and row v
+        (row 0 at the top, as rendered) of a world point in `camera`'s image. For a camera
+        fixed in the world it holds for every frame; it gives perception exact training
+        targets (where each object appears) without any labelling."""
+        m, d = self.model, self.data
+        cam = m.camera(camera).id
+        mujoco.mj_kinematics(m, d)
+        mujoco.mj_camlight(m, d)
+        pos, rot = d.cam_xpos[cam].copy(), d.cam_xmat[cam].reshape(3, 3).copy()  # columns: cam x, y, z
+        f = 0.5 * height / np.tan(np.deg2rad(m.cam_fovy[cam]) / 2)
+        # camera frame: x right, y up, looking along -z; image: u right, v down
+        K = np.array([[f, 0.0, width / 2], [0.0, -f, height / 2], [0.0, 0.0, 1.0]])
+        world_to_cam = np.hstack([rot.T, (-rot.T @ pos)[:, None]])
+        return K @ np.diag([1.0, 1.0, -1.0]) @ world_to_cam  # depth is -z_cam
+
+    def camera_is_fixed(self, camera: str) -> bool:
+        """True when the camera hangs on the world body (its projection never changes)."""
+        return int(self.model.cam_bodyid[self.model.camera(camera).id]) == 0
+
     def environment_state_names(self) -> list[str]:
         """Names of `environment_state()`, fixed for every scene of this world."""
         names = []

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from embodia.cerebellum.config import PolicyConfig
+from embodia.cerebellum.object_state import ObjectTokens
 from embodia.cerebellum.vision import VisionEncoder
 
 
@@ -29,8 +30,15 @@ class PrefixEncoder(nn.Module):
         self.cfg = cfg
         self.lang = nn.Sequential(nn.Linear(cfg.lang_dim, d), nn.GELU(), nn.Linear(d, d))
         self.state = nn.Sequential(nn.Linear(cfg.state_dim, d), nn.GELU(), nn.Linear(d, d))
-        self.vision = vision if vision is not None else VisionEncoder(
-            d, cfg.image_size, cfg.lang_dim if cfg.film else None, cfg.keypoints)
+        self.vision = None
+        if cfg.image_tokens:
+            self.vision = vision if vision is not None else VisionEncoder(
+                d, cfg.image_size, cfg.lang_dim if cfg.film else None, cfg.keypoints)
+        # one token per object (estimated or privileged state), its name embedded by the
+        # sentence model and projected by `words`
+        self.objects = (ObjectTokens(cfg.env_names, d, len(effector_dims(cfg.embodiment)))
+                        if cfg.env_state_input != "none" else None)
+        self.words = nn.Linear(cfg.lang_dim, d) if self.objects is not None else None
         self.camera_embed = nn.Parameter(torch.zeros(len(cfg.cameras), 1, d))
         self.type_embed = nn.Parameter(torch.zeros(3, d))
         nn.init.normal_(self.camera_embed, std=0.02)
@@ -38,17 +46,37 @@ class PrefixEncoder(nn.Module):
         self.encoder = transformer_encoder(cfg, cfg.backbone_layers)
         self.norm = nn.LayerNorm(d)
 
-    def forward(self, lang: torch.Tensor, state: torch.Tensor, images: list[torch.Tensor]) -> torch.Tensor:
-        """lang [B, 384], state [B, S] (normalized), images: per camera [B, 3, H, W]."""
+    def forward(self, lang: torch.Tensor, state: torch.Tensor, images: list[torch.Tensor],
+                env: torch.Tensor | None = None, words: tuple[torch.Tensor, torch.Tensor] | None = None,
+                offsets: torch.Tensor | None = None) -> torch.Tensor:
+        """lang [B, 384], state [B, S] (normalized), images: per camera [B, 3, H, W],
+        env [B, F] (object-state features, when the config conditions on them), words
+        (word-piece embeddings [B, T, 384], padding mask [B, T]): each object's relevance
+        to the instruction is measured on them (on the sentence vector when None); offsets
+        [B, O, 3 * effectors] each object's position from each end effector (decimetres)."""
         toks = [self.lang(lang)[:, None] + self.type_embed[0], self.state(state)[:, None] + self.type_embed[1]]
-        # every camera goes through the one shared encoder in a single call (half the op
-        # dispatches of a per-camera loop, the same numbers: norms are per sample)
-        n = len(images)
-        cond = lang.repeat(n, 1) if self.cfg.film else None
-        vis = self.vision(torch.cat([img.to(images[0].dtype) for img in images]), cond).chunk(n)
-        for i, v in enumerate(vis):
-            toks.append(v + self.camera_embed[i] + self.type_embed[2])
+        if self.objects is not None:
+            if env is None:
+                raise ValueError("this policy conditions on the object state; pass env")
+            toks.append(self.objects(env, self.words, self.objects.relevance(lang, words), offsets))
+        if self.cfg.image_tokens and images:
+            # every camera goes through the one shared encoder in a single call (half the op
+            # dispatches of a per-camera loop, the same numbers: norms are per sample)
+            n = len(images)
+            cond = lang.repeat(n, 1) if self.cfg.film else None
+            vis = self.vision(torch.cat([img.to(images[0].dtype) for img in images]), cond).chunk(n)
+            for i, v in enumerate(vis):
+                toks.append(v + self.camera_embed[i] + self.type_embed[2])
         return self.norm(self.encoder(torch.cat(toks, dim=1)))
+
+
+def effector_dims(embodiment: str) -> list[list[int]]:
+    """Indices of each arm's end-effector (x, y, z) in the embodiment's state vector."""
+    from embodia.body.embodiments import get_embodiment
+
+    spec = get_embodiment(embodiment)
+    names = list(spec.state_names)
+    return [[names.index(f"{arm}.ee_{a}") for a in "xyz"] for arm in spec.arm_names if f"{arm}.ee_x" in names]
 
 
 def make_prefix(cfg: PolicyConfig) -> nn.Module:

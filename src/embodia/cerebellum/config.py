@@ -6,6 +6,9 @@ from dataclasses import asdict, dataclass, field
 
 FORMAT_VERSION = 1
 HEADS = ("flow", "tokens")
+# where the policy's object-state token comes from: nowhere, the learned estimator (images +
+# proprioception), or the simulator's privileged vector (an upper bound for analysis only)
+ENV_STATE_INPUTS = ("none", "estimated", "privileged")
 
 
 @dataclass
@@ -31,7 +34,24 @@ class PolicyConfig:
     # auxiliary training target: regress observation.environment_state (where every object
     # is) from the prefix, when the data has it; 0 = off. Never an input at run time.
     env_state_dim: int = 0
+    env_state_names: list[str] = field(default_factory=list)  # as info.json names them
     aux_weight: float = 1.0
+    # object-state conditioning: "estimated" adds an ObjectStateEstimator (images -> where
+    # every object is, supervised by observation.environment_state) whose output is one more
+    # prefix token; in training that token sees the true vector plus Gaussian noise of
+    # `env_state_noise` (normalized units) so the action head learns to trust a noisy estimate
+    env_state_input: str = "none"
+    env_state_noise: float = 0.1
+    estimator_keypoints: int = 32
+    estimator_width: int = 128
+    estimator_weight: float = 1.0
+    # [3, 4] pixel projection of the first camera when it is fixed in the world (from the
+    # simulator, set by training): the estimator's heatmap targets; empty = none
+    camera_projection: list[list[float]] = field(default_factory=list)
+    # instruction word pieces (MiniLM per-token embeddings, up to this many) against which
+    # each object token's relevance is measured; 0 = measure on the sentence vector
+    lang_tokens: int = 0
+    image_tokens: bool = True  # camera tokens in the prefix (False: cameras feed the estimator only)
     lang_dim: int = 384  # all-MiniLM-L6-v2
     flow_steps: int = 10
     flow_beta: tuple[float, float] = (1.5, 1.0)
@@ -45,13 +65,28 @@ class PolicyConfig:
     def __post_init__(self) -> None:
         if self.head not in HEADS:
             raise ValueError(f"unknown head {self.head!r}; heads: {list(HEADS)}")
+        if self.env_state_input not in ENV_STATE_INPUTS:
+            raise ValueError(f"unknown env_state_input {self.env_state_input!r}; choose from {list(ENV_STATE_INPUTS)}")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         if not 1 <= self.n_action_steps <= self.horizon:
             raise ValueError(f"n_action_steps must be in 1..horizon ({self.horizon}), got {self.n_action_steps}")
         self.flow_beta = tuple(self.flow_beta)
+        if self.env_state_names and len(self.env_state_names) != self.env_state_dim:
+            raise ValueError(f"env_state_names has {len(self.env_state_names)} names for env_state_dim {self.env_state_dim}")
         if self.hf_backbone is not None:
             self.hf_backbone = str(self.hf_backbone)  # a Path would not survive config.json
+
+    @property
+    def env_names(self) -> list[str]:
+        return list(self.env_state_names) or [f"env.{i}" for i in range(self.env_state_dim)]
+
+    @property
+    def env_feature_dim(self) -> int:
+        """Width of the object-state features (ObjectState): values plus presence flags."""
+        from embodia.cerebellum.object_state import feature_dim
+
+        return feature_dim(self.env_names) if self.env_state_dim else 0
 
     def to_dict(self) -> dict:
         return {"format_version": FORMAT_VERSION, **asdict(self)}

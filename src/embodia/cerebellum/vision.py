@@ -13,6 +13,14 @@ import torch
 from torch import nn
 
 
+def image_to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] or float [0, 1] images -> roughly zero-mean, unit-scale floats."""
+    x = images.float()
+    if images.dtype == torch.uint8:
+        x = x / 255.0
+    return (x - 0.5) / 0.25
+
+
 class FiLMBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, k: int, stride: int, cond_dim: int | None) -> None:
         super().__init__()
@@ -65,14 +73,9 @@ class VisionEncoder(nn.Module):
             self.kp_proj = nn.Linear(2, d_model)
             self.kp_embed = nn.Parameter(torch.zeros(1, keypoints, d_model))
             nn.init.normal_(self.kp_embed, std=0.02)
-        self.register_buffer("mean", torch.tensor([0.5, 0.5, 0.5]).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor([0.25, 0.25, 0.25]).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, images: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
-        x = images.float()
-        if images.dtype == torch.uint8:
-            x = x / 255.0
-        x = (x - self.mean) / self.std
+        x = image_to_float(images)
         for b in self.fine:
             x = b(x, cond)
         feats = x

@@ -78,7 +78,11 @@ class Normalizer:
             if np.any(hi < lo):
                 raise ValueError(f"feature {key!r}: q99 < q01 in some dimension")
             shift, scale = (lo + hi) / 2.0, np.maximum((hi - lo) / 2.0, self.eps)
-        return FeatureNorm(mode, arrs, shift, scale, clip=(mode == "quantile"))
+        # other per-dimension statistics ride along (saved with the checkpoint) for whoever
+        # reads the feature beyond its affine map
+        extra = {n: np.asarray(v, dtype=np.float64) for n, v in s.items() if n not in arrs and n != "count"
+                 and np.asarray(v).dtype.kind in "fiu" and np.asarray(v).shape == arrs[_NEEDS[mode][0]].shape}
+        return FeatureNorm(mode, arrs | extra, shift, scale, clip=(mode == "quantile"))
 
     # ------------------------------------------------------------------ apply
     def __contains__(self, key: str) -> bool:

@@ -73,10 +73,9 @@ def rtc_predict_chunk(policy: VLAPolicy, batch: dict[str, Any], prefix: np.ndarr
     first `frozen` actions are committed. Returns [1, H, D] in robot units."""
     if not isinstance(policy.head, FlowHead):
         raise ValueError(f"RTC continuation needs the flow head, this policy has {policy.cfg.head!r}")
-    lang, state, images = policy._inputs(batch)
     committed = torch.as_tensor(np.asarray(prefix, np.float32))
     with torch.inference_mode():  # as predict_chunk: less per-op overhead than no_grad on CPU
-        memory = policy.prefix(lang, state, images)
+        memory = policy.memory(batch)
         y = policy.normalizer.normalize(ACTION, committed[None])
         x = continue_chunk(policy.head, memory, y, frozen, generator)
         out = policy.normalizer.unnormalize(ACTION, x)
