@@ -1,7 +1,13 @@
 import numpy as np
 import torch
 
-from embodia.cerebellum.object_state import PARKED_BELOW, ObjectState, ObjectTokens, feature_dim, object_groups
+from embodia.cerebellum.object_state import (
+    PARKED_BELOW,
+    ObjectState,
+    ObjectTokens,
+    feature_dim,
+    object_groups,
+)
 
 NAMES = ["red_cube.x", "red_cube.y", "red_cube.z", "red_cube.sin4yaw", "red_cube.cos4yaw",
          "bowl.x", "bowl.y", "bowl.z", "drawer.handle.x", "drawer.handle.y", "drawer.handle.z",

@@ -88,7 +88,7 @@ class ObjectState:
         """[B, O] presence of every object group (1 for those without a height flag)."""
         flags = feats[:, len(self.names):]
         out = []
-        for obj, _, z in object_groups(self.names):
+        for obj, _, _ in object_groups(self.names):
             j = next((k for k, g in enumerate(self.groups) if g[0] == obj), None)
             out.append(flags[:, j] if j is not None else torch.ones_like(feats[:, 0]))
         return torch.stack(out, 1)

@@ -18,9 +18,9 @@ from torch import nn
 from embodia.cerebellum.backbone import effector_dims, make_prefix
 from embodia.cerebellum.config import PolicyConfig
 from embodia.cerebellum.estimator import ObjectStateEstimator
-from embodia.cerebellum.object_state import ObjectState, object_name_phrase
 from embodia.cerebellum.heads.flow import FlowHead
 from embodia.cerebellum.language import LanguageEncoder
+from embodia.cerebellum.object_state import ObjectState, object_name_phrase
 from embodia.data.normalize import Normalizer
 
 STATE, ACTION = "observation.state", "action"
