@@ -1,6 +1,7 @@
 """Policy latency and training throughput, printed as JSON.
 
-For each head at the default size, batch 1, one thread: latency of a whole chunk
+For each head in the shipped architecture (object estimator from the cameras, object tokens,
+flow prior; `--legacy` for the image-token prefix of the earlier checkpoints), batch 1, one thread: latency of a whole chunk
 (`predict_chunk`, prefix computed once + head sampling) and per executed action through
 `select_action` (the queue amortizes one chunk over `n_action_steps` actions), median and p99;
 parameter counts; and training samples/s (forward + backward + AdamW step, batch 64).
@@ -30,20 +31,40 @@ class FixedLanguage:
     def encode(self, texts: list[str]) -> torch.Tensor:
         return torch.ones(len(texts), 384) / 384**0.5
 
+    def encode_tokens(self, texts: list[str], max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+        pad = torch.zeros(len(texts), max_tokens, dtype=torch.bool)
+        pad[:, 12:] = True  # a typical instruction: 12 word pieces
+        return torch.ones(len(texts), max_tokens, 384) / 384**0.5, pad
+
+
+def shipped_config(head: str) -> PolicyConfig:
+    """The architecture `embodia train` builds by default (its CLI defaults), for arm7."""
+    from embodia.body.sim import Simulation
+
+    sim = Simulation("arm7")
+    names = sim.environment_state_names()
+    return PolicyConfig(head=head, env_state_input="estimated", image_tokens=False, lang_tokens=24,
+                        flow_prior=True, env_state_dim=len(names), env_state_names=names,
+                        camera_projection=sim.camera_projection("front", 96, 96).tolist())
+
 
 def _stats(cfg: PolicyConfig) -> dict:
     def f(d: int) -> dict:
         return {"mean": [0.0] * d, "std": [1.0] * d, "min": [-1.0] * d, "max": [1.0] * d,
                 "q01": [-1.0] * d, "q99": [1.0] * d}
-    return {"observation.state": f(cfg.state_dim), "action": f(cfg.action_dim)}
+    out = {"observation.state": f(cfg.state_dim), "action": f(cfg.action_dim)}
+    if cfg.env_state_dim:
+        out["observation.environment_state"] = {"mean": [0.3] * cfg.env_state_dim, "std": [0.1] * cfg.env_state_dim,
+                                                "floor": [0.02] * cfg.env_state_dim}
+    return out
 
 
 def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(xs, q))
 
 
-def bench_head(head: str, runs: int, train_steps: int) -> dict:
-    cfg = PolicyConfig(head=head)
+def bench_head(head: str, runs: int, train_steps: int, legacy: bool = False) -> dict:
+    cfg = PolicyConfig(head=head) if legacy else shipped_config(head)
     policy = VLAPolicy(cfg, Normalizer(_stats(cfg), normalizer_modes(cfg)), FixedLanguage()).eval()
     rng = np.random.default_rng(0)
     obs = {"observation.state": rng.normal(size=cfg.state_dim).astype(np.float32), "task": "pick up the red cube",
@@ -75,6 +96,8 @@ def bench_head(head: str, runs: int, train_steps: int) -> dict:
           "action_is_pad": torch.zeros(b, cfg.horizon, dtype=torch.bool), "embodiment": [cfg.embodiment] * b}
     for c in cfg.cameras:
         tb[f"observation.images.{c}"] = torch.randint(0, 255, (b, 1, 3, cfg.image_size, cfg.image_size), dtype=torch.uint8)
+    if cfg.env_state_dim:
+        tb["observation.environment_state"] = 0.3 + 0.1 * torch.randn(b, 1, cfg.env_state_dim)
     times = []
     for i in range(train_steps + 2):
         t0 = time.perf_counter()
@@ -86,13 +109,15 @@ def bench_head(head: str, runs: int, train_steps: int) -> dict:
             times.append(time.perf_counter() - t0)
     n_prefix = sum(p.numel() for p in policy.prefix.parameters())
     n_head = sum(p.numel() for p in policy.head.parameters())
+    n_est = sum(p.numel() for p in policy.estimator.parameters()) if policy.estimator is not None else 0
     return {
         "horizon": cfg.horizon, "action_dim": cfg.action_dim, "n_action_steps": cfg.n_action_steps,
         "flow_steps": cfg.flow_steps if head == "flow" else None,
         "chunk_ms_median": round(statistics.median(chunk_ms), 2), "chunk_ms_p99": round(pct(chunk_ms, 99), 2),
         "action_ms_median": round(statistics.median(action_ms), 3), "action_ms_p99": round(pct(action_ms, 99), 2),
         "action_ms_mean": round(statistics.mean(action_ms), 3),
-        "params_total": n_prefix + n_head, "params_prefix": n_prefix, "params_head": n_head,
+        "params_total": sum(p.numel() for p in policy.parameters()), "params_prefix": n_prefix,
+        "params_estimator": n_est, "params_head": n_head,
         "train_samples_per_s": round(b / statistics.median(times), 1),
     }
 
@@ -101,9 +126,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--train-steps", type=int, default=10)
+    ap.add_argument("--legacy", action="store_true", help="the image-token prefix (PolicyConfig defaults)")
     a = ap.parse_args()
     out = {"benchmark": "policy_inference", "batch": 1, "threads_inference": 1,
-           "heads": {h: bench_head(h, a.runs, a.train_steps) for h in ("flow", "tokens")},
+           "architecture": "legacy image tokens" if a.legacy else "shipped (object estimator + object tokens)",
+           "heads": {h: bench_head(h, a.runs, a.train_steps, a.legacy) for h in ("flow", "tokens")},
            "target": "flow head <= 10 ms per 16-step chunk at the default size on one core",
            "machine": machine_info()}
     print(json.dumps(out, indent=2))

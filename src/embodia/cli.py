@@ -172,6 +172,8 @@ def train(
         help="object-state token: estimated (learned from the cameras) | privileged (simulator truth, "
              "analysis only) | none")] = "estimated",
     image_tokens: Annotated[bool, typer.Option(help="camera tokens in the prefix besides the estimate")] = False,
+    flow_prior: Annotated[bool, typer.Option(
+        help="flow head: start integration from a regressed chunk plus noise (not pure noise)")] = True,
     lang_tokens: Annotated[int, typer.Option(
         min=0, help="instruction word pieces that object relevance is measured on (0: sentence vector)")] = 24,
     threads: Annotated[int | None, typer.Option(help="torch threads (default: all cores)")] = None,
@@ -195,6 +197,7 @@ def train(
                           image_size=feats[f"observation.images.{cams[0]}"]["shape"][0]
                           if cams and f"observation.images.{cams[0]}" in feats else 96,
                           env_state_input=env_state_input, image_tokens=image_tokens, lang_tokens=lang_tokens,
+                          flow_prior=flow_prior,
                           state_dim=feats["observation.state"]["shape"][0],
                           action_dim=feats["action"]["shape"][0] if "action" in feats else 0,
                           horizon=horizon, d_model=d_model, control_rate_hz=float(meta.fps),

@@ -55,6 +55,10 @@ class PolicyConfig:
     lang_dim: int = 384  # all-MiniLM-L6-v2
     flow_steps: int = 10
     flow_beta: tuple[float, float] = (1.5, 1.0)
+    # the flow's source: N(0, I) when False; with a prior, N(mu(obs), flow_sigma^2 I) where
+    # mu is the chunk regressed from the prefix, so the observation is in x_t from the start
+    flow_prior: bool = False
+    flow_sigma: float = 0.5
     token_bins: int = 256
     control_rate_hz: float = 10.0
     # bring your own VLM: a local Hugging Face model folder whose vision tower replaces the

@@ -50,14 +50,14 @@ def continue_chunk(head: FlowHead, memory: torch.Tensor, prefix: torch.Tensor, f
     p = min(prefix.shape[1], horizon)
     if prefix.shape[0] != b or prefix.shape[2] != dim:
         raise ValueError(f"prefix must be [{b}, P, {dim}], got {tuple(prefix.shape)}")
-    noise = torch.randn(b, horizon, dim, generator=generator).to(memory)
+    mem = head.memory_kv(memory)
+    noise = head.source(mem, torch.randn(b, horizon, dim, generator=generator).to(memory))
     target = torch.zeros_like(noise)
     target[:, :p] = prefix[:, :p].to(memory)
     w = torch.from_numpy(inpaint_weights(horizon, p, min(frozen, p))).to(memory)[None, :, None]
     x = noise
     n = cfg.flow_steps
     dt = -1.0 / n
-    mem = head.memory_kv(memory)
     for i in range(n):
         t = 1.0 + i * dt
         if p:

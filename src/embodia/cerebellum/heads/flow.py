@@ -4,6 +4,13 @@ Training: t ~ Beta(1.5, 1) (weighting the noisier end), x_t = t * noise + (1 - t
 regress the velocity u = noise - action. Inference: start from noise at t = 1 and take N
 Euler steps to t = 0, attending to the same prefix at every step: the prefix and its
 cross-attention keys/values are computed once per chunk, not once per step.
+
+With `flow_prior`, the source is not N(0, I) but N(mu, sigma^2 I) around a chunk mu that the
+same decoder regresses from the prefix (one more pass, trained with MSE). Why: on a CPU
+budget of a few thousand steps a flow learns to read the prefix through cross-attention
+slowly and samples close to the marginal (one frame's samples pointed every way); a
+regressed mean is learned fast, and starting from it puts the observation into x_t itself,
+while the flow still models the spread around it.
 """
 
 from __future__ import annotations
@@ -36,6 +43,10 @@ class FlowHead(nn.Module):
         self.blocks = nn.ModuleList(
             DecoderBlock(d, cfg.n_heads, cfg.ff_mult * d, cfg.dropout) for _ in range(cfg.head_layers))
         self.out = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, cfg.action_dim))
+        if cfg.flow_prior:
+            self.prior_query = nn.Parameter(torch.zeros(1, cfg.horizon, d))
+            nn.init.normal_(self.prior_query, std=0.02)
+            self.prior_out = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, cfg.action_dim))
         a, b = cfg.flow_beta
         self.beta = torch.distributions.Beta(torch.tensor(float(a)), torch.tensor(float(b)))
 
@@ -48,24 +59,47 @@ class FlowHead(nn.Module):
             h = blk(h, kv, causal=False)
         return self.out(h)
 
+    def prior(self, mem: list[KV]) -> torch.Tensor:
+        """The regressed chunk mu [B, H, D] (flow_prior only)."""
+        b = mem[0][0].shape[0]
+        h = self.prior_query.expand(b, -1, -1) + self.pos
+        for blk, kv in zip(self.blocks, mem, strict=True):
+            h = blk(h, kv, causal=False)
+        return self.prior_out(h)
+
+    def source(self, mem: list[KV], noise: torch.Tensor) -> torch.Tensor:
+        """Where integration starts (t = 1) for standard-normal `noise`."""
+        if not self.cfg.flow_prior:
+            return noise
+        return self.prior(mem) + self.cfg.flow_sigma * noise
+
     def loss(self, memory: torch.Tensor, actions: torch.Tensor, pad: torch.Tensor) -> tuple[torch.Tensor, dict]:
         b = actions.shape[0]
         t = self.beta.sample((b,)).to(actions) * 0.999 + 0.001
-        noise = torch.randn_like(actions)
-        x_t = t[:, None, None] * noise + (1 - t[:, None, None]) * actions
-        v = self.velocity(self.memory_kv(memory), x_t, t)
-        err = ((v - (noise - actions)) ** 2).mean(-1)
+        mem = self.memory_kv(memory)
         keep = (~pad).float()
+        noise = torch.randn_like(actions)
+        logs = {}
+        reg = None
+        if self.cfg.flow_prior:
+            mu = self.prior(mem)
+            reg = (((mu - actions) ** 2).mean(-1) * keep).sum() / keep.sum().clamp(min=1.0)
+            logs["prior_mse"] = float(reg.detach())
+            noise = mu.detach() + self.cfg.flow_sigma * noise
+        x_t = t[:, None, None] * noise + (1 - t[:, None, None]) * actions
+        v = self.velocity(mem, x_t, t)
+        err = ((v - (noise - actions)) ** 2).mean(-1)
         loss = (err * keep).sum() / keep.sum().clamp(min=1.0)
-        return loss, {"flow_mse": float(loss.detach())}
+        logs["flow_mse"] = float(loss.detach())
+        return (loss + reg if reg is not None else loss), logs
 
     @torch.no_grad()
     def sample(self, memory: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         b = memory.shape[0]
-        x = torch.randn(b, self.cfg.horizon, self.cfg.action_dim, generator=generator).to(memory)
+        mem = self.memory_kv(memory)
+        x = self.source(mem, torch.randn(b, self.cfg.horizon, self.cfg.action_dim, generator=generator).to(memory))
         n = self.cfg.flow_steps
         dt = -1.0 / n
-        mem = self.memory_kv(memory)
         for i in range(n):
             t = torch.full((b,), 1.0 + i * dt, device=memory.device)
             x = x + dt * self.velocity(mem, x, t)
