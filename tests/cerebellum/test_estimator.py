@@ -72,3 +72,26 @@ def test_unknown_object_input_is_rejected():
 
     with pytest.raises(ValueError, match="env_state_input"):
         PolicyConfig(env_state_input="telepathy")
+
+
+def test_flow_prior_regresses_the_chunk_and_starts_integration_there(tiny_ds, hash_language):
+    torch.manual_seed(0)
+    policy = _policy(tiny_ds, hash_language, **OBJ, flow_prior=True)
+    batch = _batch(policy, tiny_ds)
+    opt = torch.optim.Adam(policy.parameters(), lr=3e-3)
+    first = None
+    for _ in range(40):
+        loss, logs = policy.compute_loss(batch)
+        first = first or logs["prior_mse"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert logs["prior_mse"] < 0.5 * first, (first, logs["prior_mse"])
+    policy.eval()
+    head = policy.head
+    with torch.no_grad():
+        mem = head.memory_kv(policy.memory(batch))
+        mu = head.prior(mem)
+        noise = torch.randn_like(mu)
+        torch.testing.assert_close(head.source(mem, noise), mu + policy.cfg.flow_sigma * noise)
+    assert any(k.endswith("prior_query") for k, _ in policy.named_parameters())
