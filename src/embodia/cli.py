@@ -37,6 +37,8 @@ def eval_cmd(
     video: Annotated[Path | None, typer.Option(help="save one mp4 per episode here")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON to stdout")] = False,
     n_action_steps: Annotated[int | None, typer.Option(help="learned policy: actions per chunk")] = None,
+    flow_temperature: Annotated[float | None, typer.Option(
+        min=0.0, help="learned flow policy: scale of the sampling noise (default: the checkpoint's)")] = None,
 ) -> None:
     """Run seeded episodes and report success rate (Wilson 95%) and episode length."""
     from embodia.body.embodiments import get_embodiment
@@ -54,6 +56,8 @@ def eval_cmd(
         except (FileNotFoundError, ValueError) as e:
             _fail(str(e))
         learned.cfg.n_action_steps = n_action_steps or learned.cfg.n_action_steps
+        if flow_temperature is not None:
+            learned.cfg.flow_temperature = flow_temperature
         cameras, image_size = tuple(learned.cfg.cameras), learned.cfg.image_size
 
         def agent_factory():

@@ -59,6 +59,9 @@ class PolicyConfig:
     # mu is the chunk regressed from the prefix, so the observation is in x_t from the start
     flow_prior: bool = False
     flow_sigma: float = 0.5
+    # inference only: the sampling noise is scaled by this (1 = as trained; lower trades
+    # diversity for precision, as a sampling temperature)
+    flow_temperature: float = 1.0
     token_bins: int = 256
     control_rate_hz: float = 10.0
     # bring your own VLM: a local Hugging Face model folder whose vision tower replaces the

@@ -51,7 +51,7 @@ def continue_chunk(head: FlowHead, memory: torch.Tensor, prefix: torch.Tensor, f
     if prefix.shape[0] != b or prefix.shape[2] != dim:
         raise ValueError(f"prefix must be [{b}, P, {dim}], got {tuple(prefix.shape)}")
     mem = head.memory_kv(memory)
-    noise = head.source(mem, torch.randn(b, horizon, dim, generator=generator).to(memory))
+    noise = head.source(mem, cfg.flow_temperature * torch.randn(b, horizon, dim, generator=generator).to(memory))
     target = torch.zeros_like(noise)
     target[:, :p] = prefix[:, :p].to(memory)
     w = torch.from_numpy(inpaint_weights(horizon, p, min(frozen, p))).to(memory)[None, :, None]

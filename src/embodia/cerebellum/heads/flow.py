@@ -97,7 +97,8 @@ class FlowHead(nn.Module):
     def sample(self, memory: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         b = memory.shape[0]
         mem = self.memory_kv(memory)
-        x = self.source(mem, torch.randn(b, self.cfg.horizon, self.cfg.action_dim, generator=generator).to(memory))
+        noise = torch.randn(b, self.cfg.horizon, self.cfg.action_dim, generator=generator).to(memory)
+        x = self.source(mem, self.cfg.flow_temperature * noise)
         n = self.cfg.flow_steps
         dt = -1.0 / n
         for i in range(n):
