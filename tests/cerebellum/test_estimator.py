@@ -95,3 +95,17 @@ def test_flow_prior_regresses_the_chunk_and_starts_integration_there(tiny_ds, ha
         noise = torch.randn_like(mu)
         torch.testing.assert_close(head.source(mem, noise), mu + policy.cfg.flow_sigma * noise)
     assert any(k.endswith("prior_query") for k, _ in policy.named_parameters())
+
+
+def test_flow_temperature_zero_makes_sampling_deterministic(tiny_ds, hash_language):
+    policy = _policy(tiny_ds, hash_language, **OBJ, flow_prior=True).eval()
+    batch = batch_from_obs(_obs(tiny_ds), policy.cfg)
+    policy._generator.manual_seed(1)
+    a = policy.predict_chunk(batch)
+    policy._generator.manual_seed(2)
+    assert not torch.allclose(a, policy.predict_chunk(batch))  # temperature 1: noise matters
+    policy.cfg.flow_temperature = 0.0
+    policy._generator.manual_seed(1)
+    b = policy.predict_chunk(batch)
+    policy._generator.manual_seed(2)
+    torch.testing.assert_close(b, policy.predict_chunk(batch), rtol=0, atol=0)
