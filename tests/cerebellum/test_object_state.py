@@ -66,3 +66,16 @@ def test_object_tokens_carry_their_names():
     # with all-zero values, each token is its own linear bias plus its projected name
     assert not torch.allclose(out[0, 0], out[0, 1])
     assert "name_emb" in tokens.state_dict()
+
+
+def test_positions_and_presence_per_object():
+    rows = _rows()
+    obj = ObjectState.from_stats(NAMES, ObjectState.fit(NAMES, rows))
+    feats = obj.features(torch.tensor(rows[-2:], dtype=torch.float32))
+    pos = obj.positions(feats)  # objects: red_cube, bowl, drawer.handle, drawer, zone
+    assert pos.shape == (2, 5, 3)
+    torch.testing.assert_close(pos[:, 0], torch.tensor(rows[-2:, 0:3], dtype=torch.float32), atol=1e-5, rtol=0)
+    torch.testing.assert_close(pos[:, 4, :2], torch.tensor(rows[-2:, 12:14], dtype=torch.float32), atol=1e-5, rtol=0)
+    assert torch.all(pos[:, 3] == 0) and torch.all(pos[:, 4, 2] == 0)  # no x/y/z: zeros
+    parked = obj.features(torch.tensor(rows[:1], dtype=torch.float32))
+    assert obj.group_presence(parked).tolist() == [[0.0, 1.0, 1.0, 1.0, 1.0]]

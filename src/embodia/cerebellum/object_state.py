@@ -54,6 +54,14 @@ class ObjectState:
         self.std = torch.as_tensor(np.maximum(np.asarray(std, np.float32), MIN_STD))
         # the lowest a present object sits (its resting height, for dims that are heights)
         self.floor = torch.as_tensor(np.asarray(floor if floor is not None else mean, np.float32))
+        # per object of object_groups(names), looked up once (positions() runs every forward):
+        # the dims of its x, y, z (index E = a zero column for a missing axis), and its flag
+        # column among [flags..., 1] (the last = always present)
+        all_groups = object_groups(self.names)
+        e, with_z = len(self.names), [g[0] for g in self.groups]
+        self._xyz = torch.tensor([[next((i for i in dims if self.names[i].endswith("." + a)), e) for a in "xyz"]
+                                  for _, dims, _ in all_groups])
+        self._flag = torch.tensor([with_z.index(obj) if obj in with_z else len(with_z) for obj, _, _ in all_groups])
 
     @classmethod
     def from_stats(cls, names: list[str], stats: dict) -> ObjectState:
@@ -75,23 +83,13 @@ class ObjectState:
         """Features [B, E + G] -> [B, O, 3] metres: each object's (x, y, z) for every object
         of `object_groups(names)` (0 for coordinates it does not have), NaN-free."""
         raw = feats[:, : len(self.names)] * self.std + self.mean
-        cols = []
-        for _, dims, _ in object_groups(self.names):
-            xyz = []
-            for axis in ("x", "y", "z"):
-                d = next((i for i in dims if self.names[i].endswith("." + axis)), None)
-                xyz.append(raw[:, d] if d is not None else torch.zeros_like(raw[:, 0]))
-            cols.append(torch.stack(xyz, -1))
-        return torch.stack(cols, 1)
+        raw = torch.cat([raw, torch.zeros_like(raw[:, :1])], dim=-1)
+        return raw[:, self._xyz]
 
     def group_presence(self, feats: torch.Tensor) -> torch.Tensor:
         """[B, O] presence of every object group (1 for those without a height flag)."""
-        flags = feats[:, len(self.names):]
-        out = []
-        for obj, _, _ in object_groups(self.names):
-            j = next((k for k, g in enumerate(self.groups) if g[0] == obj), None)
-            out.append(flags[:, j] if j is not None else torch.ones_like(feats[:, 0]))
-        return torch.stack(out, 1)
+        flags = torch.cat([feats[:, len(self.names):], torch.ones_like(feats[:, :1])], dim=-1)
+        return flags[:, self._flag]
 
     @staticmethod
     def fit(names: list[str], rows: np.ndarray) -> dict[str, list[float]]:
