@@ -39,6 +39,8 @@ def eval_cmd(
     n_action_steps: Annotated[int | None, typer.Option(help="learned policy: actions per chunk")] = None,
     flow_temperature: Annotated[float | None, typer.Option(
         min=0.0, help="learned flow policy: scale of the sampling noise (default: the checkpoint's)")] = None,
+    privileged_state: Annotated[bool, typer.Option(
+        help="analysis only: feed the simulator's true object state instead of the estimator's")] = False,
 ) -> None:
     """Run seeded episodes and report success rate (Wilson 95%) and episode length."""
     from embodia.body.embodiments import get_embodiment
@@ -58,6 +60,10 @@ def eval_cmd(
         learned.cfg.n_action_steps = n_action_steps or learned.cfg.n_action_steps
         if flow_temperature is not None:
             learned.cfg.flow_temperature = flow_temperature
+        if privileged_state:
+            if learned.object_state is None:
+                _fail(f"{policy} has no object state input to replace")
+            learned.cfg.env_state_input = "privileged"
         cameras, image_size = tuple(learned.cfg.cameras), learned.cfg.image_size
 
         def agent_factory():
@@ -176,6 +182,8 @@ def train(
         help="object-state token: estimated (learned from the cameras) | privileged (simulator truth, "
              "analysis only) | none")] = "estimated",
     image_tokens: Annotated[bool, typer.Option(help="camera tokens in the prefix besides the estimate")] = False,
+    env_state_noise: Annotated[float, typer.Option(
+        min=0.0, help="training noise on the true object state the action head reads (normalized units)")] = 0.02,
     flow_prior: Annotated[bool, typer.Option(
         help="flow head: start integration from a regressed chunk plus noise (not pure noise)")] = True,
     lang_tokens: Annotated[int, typer.Option(
@@ -201,7 +209,7 @@ def train(
                           image_size=feats[f"observation.images.{cams[0]}"]["shape"][0]
                           if cams and f"observation.images.{cams[0]}" in feats else 96,
                           env_state_input=env_state_input, image_tokens=image_tokens, lang_tokens=lang_tokens,
-                          flow_prior=flow_prior,
+                          env_state_noise=env_state_noise, flow_prior=flow_prior,
                           state_dim=feats["observation.state"]["shape"][0],
                           action_dim=feats["action"]["shape"][0] if "action" in feats else 0,
                           horizon=horizon, d_model=d_model, control_rate_hz=float(meta.fps),
@@ -245,6 +253,9 @@ def collect(
     image_size: Annotated[int, typer.Option(min=16, max=512)] = 96,
     tier: Annotated[str, typer.Option(help="real | synthetic | human")] = "synthetic",
     keep_failures: Annotated[bool, typer.Option(help="also keep episodes that failed")] = False,
+    perturb: Annotated[float, typer.Option(
+        min=0.0, max=0.05, help="DART-style: up to this much Gaussian noise (m) on each executed "
+                                "move; the expert's own action is recorded")] = 0.0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Record scripted-expert episodes into a LeRobot-v3 dataset (resumable, parallel)."""
@@ -254,7 +265,8 @@ def collect(
     cfg = CollectConfig(out=out, embodiment=embodiment, skill=skill, arm=arm, episodes=episodes,
                         seed_start=seed_start, workers=workers,
                         cameras=tuple(cameras.split(",")) if cameras else None,
-                        image_size=image_size, tier=tier, keep_failures=keep_failures)
+                        image_size=image_size, tier=tier, keep_failures=keep_failures,
+                        perturb=perturb)
     t0 = time.perf_counter()
     try:
         with Progress(TextColumn(f"collect {skill}"), BarColumn(), MofNCompleteColumn(),

@@ -1,5 +1,7 @@
 import json
 
+import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from embodia.cli import app
@@ -46,3 +48,31 @@ def test_collect_cli_parallel_and_data_tools(tmp_path):
 def test_collect_refuses_unknown_skill(tmp_path):
     r = runner.invoke(app, ["collect", "--out", str(tmp_path), "--skill", "juggle"])
     assert r.exit_code == 2 and "unknown skill" in r.output
+
+
+def _tracking_gap(root) -> float:
+    """Mean |measured end-effector displacement - recorded translation action| per frame."""
+    from embodia.data.reader import DatasetReader
+
+    r = DatasetReader(root)
+    names = r.meta.features["observation.state"]["names"]
+    ee = [names.index(f"{names[0].split('.')[0]}.ee_{a}") for a in "xyz"]
+    state, action = r.columns["observation.state"], r.columns["action"]
+    gaps = []
+    for start, n in zip(r.ep_start, r.ep_length, strict=True):
+        moved = np.diff(state[start:start + n, ee], axis=0)
+        gaps.append(np.abs(moved - action[start:start + n - 1, :3]).mean())
+    return float(np.mean(gaps))
+
+
+def test_perturbed_collection_records_the_experts_action_not_the_noisy_one(tmp_path):
+    """DART: the executed moves carry noise the labels do not, so the recorded actions
+    explain the observed motion much worse than in a clean recording of the same seeds."""
+    kw = dict(skill="pick", episodes=2, cameras=("front",), image_size=32, batch=2, seed_start=3,
+              keep_failures=True)  # noisy episodes fail more often: keep all, compare like with like
+    collect(CollectConfig(out=tmp_path / "clean", **kw))
+    collect(CollectConfig(out=tmp_path / "dart", perturb=0.05, **kw))
+    clean, dart = _tracking_gap(tmp_path / "clean"), _tracking_gap(tmp_path / "dart")
+    assert dart > 2 * clean, (clean, dart)
+    with pytest.raises(ValueError, match="perturb"):
+        CollectConfig(out=tmp_path / "x", perturb=0.2)

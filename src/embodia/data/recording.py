@@ -36,6 +36,16 @@ class CollectConfig:
     keep_failures: bool = False
     instruction_split: str = "train"
     batch: int = 4  # seeds per worker task
+    # DART-style perturbation (metres): each episode draws a scale in [0, perturb] and adds
+    # that much Gaussian noise to the executed translation every step, while the dataset
+    # records the expert's own action. The expert re-reads the scene every step, so the
+    # recorded labels show how to get back on track from states clean demonstrations never
+    # visit (a hand 1-2 cm beside the cube), where a cloned policy otherwise drifts.
+    perturb: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.perturb <= 0.05:
+            raise ValueError(f"perturb must be in [0, 0.05] metres, got {self.perturb}")
 
 
 @dataclass
@@ -47,30 +57,45 @@ class CollectReport:
     seeds: list[int] = field(default_factory=list)
 
 
+PERTURB_SEED_OFFSET = 2_000_029  # perturbation noise: a stream apart from the expert's own
+
+
 def episode_key(skill: str, arm: str, seed: int) -> str:
     return f"{skill}-{arm}-{seed:08d}"
 
 
 def _record_batch(cfg: dict, features: dict, seeds: list[int]) -> list[tuple[int, bool, int, bool]]:
     """Worker: roll out `seeds`, stage the keepers. Returns (seed, success, length, kept)."""
+    import numpy as np
+
     from embodia.body.env import TabletopEnv
     from embodia.eval.rollout import ExpertAgent
 
     env = TabletopEnv(embodiment=cfg["embodiment"], skill=cfg["skill"], arm=cfg["arm"],
                       cameras=cfg["cameras"], image_size=cfg["image_size"],
                       instruction_split=cfg["instruction_split"])
+    emb = env.embodiment
+    moves = np.arange(emb.action_layout("ee_delta").dim)[emb.arm_action_slice("ee_delta", env.arm)][:3]
+    low, high = env.action_space.low, env.action_space.high
     out = []
     try:
         for seed in seeds:
             obs, info = env.reset(seed=seed)
             agent = ExpertAgent()
             agent.reset(env, seed)
+            rng = np.random.default_rng(seed + PERTURB_SEED_OFFSET)
+            sigma = cfg["perturb"] * rng.uniform()
             ep = EpisodeBuffer(task=info["instruction"], tier=cfg["tier"], skill=cfg["skill"], seed=seed)
             while True:
                 action = agent.act(obs, env)
+                executed = action
+                if sigma > 0:
+                    executed = action.copy()
+                    executed[moves] += rng.normal(0.0, sigma, len(moves))
                 obs_before = obs
-                obs, _, term, trunc, info = env.step(action)
-                ep.add(obs_before, info["action"])
+                obs, _, term, trunc, info = env.step(executed)
+                # the label is what the expert meant; without perturbation, exactly what ran
+                ep.add(obs_before, info["action"] if sigma == 0 else np.clip(action, low, high))
                 if term or trunc:
                     break
             ep.success = bool(info["success"])
