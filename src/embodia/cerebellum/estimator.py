@@ -21,6 +21,7 @@ from torch import nn
 
 from embodia.cerebellum.config import PolicyConfig
 from embodia.cerebellum.object_state import PARKED_BELOW, ObjectState
+from embodia.cerebellum.tracing import TraceCache, tracing_applies
 from embodia.cerebellum.vision import FiLMBlock, SpatialSoftmax, image_to_float
 
 HEATMAP_SIGMA = 1.0  # target blob width, in heatmap cells (2 image pixels)
@@ -145,6 +146,7 @@ class ObjectStateEstimator(nn.Module):
         self._xy = torch.tensor([[x, y] for _, x, y, _ in self.objects])
         self._z = [z for *_, z in self.objects]
         self._flag = [e + with_z.index(obj) if obj in with_z else None for obj, *_ in self.objects]
+        self._fast = TraceCache("_estimate_flat")
 
     def geometric(self, kp: torch.Tensor) -> torch.Tensor:
         """Keypoints [B, K, 3] -> features [B, F] with each visible object's position from the
@@ -170,6 +172,15 @@ class ObjectStateEstimator(nn.Module):
 
     def forward(self, images: list[torch.Tensor], state: torch.Tensor,
                 return_logits: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        if not return_logits and tracing_applies(self):
+            return self._fast(self, state, *images)
+        return self._estimate(images, state, return_logits)
+
+    def _estimate_flat(self, state: torch.Tensor, *images: torch.Tensor) -> torch.Tensor:
+        return self._estimate(list(images), state)
+
+    def _estimate(self, images: list[torch.Tensor], state: torch.Tensor,
+                  return_logits: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         logits = self.heatmaps(images[0])
         kp = self.heatmaps.decode(logits, self.cfg.image_size)
         feats = [cam(img) for cam, img in zip(self.others, images[1:], strict=True)]

@@ -22,6 +22,7 @@ from torch import nn
 
 from embodia.cerebellum.config import PolicyConfig
 from embodia.cerebellum.heads.decoder import KV, DecoderBlock
+from embodia.cerebellum.tracing import TraceCache, tracing_applies
 
 
 def time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -49,11 +50,22 @@ class FlowHead(nn.Module):
             self.prior_out = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, cfg.action_dim))
         a, b = cfg.flow_beta
         self.beta = torch.distributions.Beta(torch.tensor(float(a)), torch.tensor(float(b)))
+        self._fast_velocity = TraceCache("_velocity_flat")
+        self._fast_prior = TraceCache("_prior_flat")
 
     def memory_kv(self, memory: torch.Tensor) -> list[KV]:
         return [blk.memory_kv(memory) for blk in self.blocks]
 
     def velocity(self, mem: list[KV], x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The velocity field at (x_t, t); sampling runs a trace of it (`tracing`)."""
+        if tracing_applies(self):
+            return self._fast_velocity(self, x_t, t, *[z for kv in mem for z in kv])
+        return self._velocity(mem, x_t, t)
+
+    def _velocity_flat(self, x_t: torch.Tensor, t: torch.Tensor, *kv: torch.Tensor) -> torch.Tensor:
+        return self._velocity(_pairs(kv), x_t, t)
+
+    def _velocity(self, mem: list[KV], x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         h = self.action_in(x_t) + self.pos + self.time_mlp(time_embedding(t, self.cfg.d_model))[:, None]
         for blk, kv in zip(self.blocks, mem, strict=True):
             h = blk(h, kv, causal=False)
@@ -61,6 +73,14 @@ class FlowHead(nn.Module):
 
     def prior(self, mem: list[KV]) -> torch.Tensor:
         """The regressed chunk mu [B, H, D] (flow_prior only)."""
+        if tracing_applies(self):
+            return self._fast_prior(self, *[z for kv in mem for z in kv])
+        return self._prior(mem)
+
+    def _prior_flat(self, *kv: torch.Tensor) -> torch.Tensor:
+        return self._prior(_pairs(kv))
+
+    def _prior(self, mem: list[KV]) -> torch.Tensor:
         b = mem[0][0].shape[0]
         h = self.prior_query.expand(b, -1, -1) + self.pos
         for blk, kv in zip(self.blocks, mem, strict=True):
@@ -105,3 +125,8 @@ class FlowHead(nn.Module):
             t = torch.full((b,), 1.0 + i * dt, device=memory.device)
             x = x + dt * self.velocity(mem, x, t)
         return x
+
+
+
+def _pairs(flat: tuple[torch.Tensor, ...]) -> list[KV]:
+    return [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
