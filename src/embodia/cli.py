@@ -85,6 +85,10 @@ def eval_cmd(
     report: dict = {"policy": policy, "embodiment": embodiment, "arm": arm_name,
                     "seed_start": seed_start, "episodes_per_run": episodes,
                     "instructions": instructions, "results": {}}
+    if policy != "expert":  # what the checkpoint ran with, overrides included
+        c = learned.cfg
+        report["inference"] = {"n_action_steps": c.n_action_steps, "flow_temperature": c.flow_temperature,
+                               "object_state": c.env_state_input}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=as_json) as bar:
         for kind, name in runs:

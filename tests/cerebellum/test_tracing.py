@@ -26,7 +26,8 @@ def test_traced_inference_matches_eager_and_follows_new_weights(tiny_ds, hash_la
     batch = batch_from_obs(_obs(tiny_ds), policy.cfg)
     policy._generator.manual_seed(5)
     fast = policy.predict_chunk(batch)
-    assert policy.head._fast_velocity._traces and policy.estimator._fast._traces  # the trace ran
+    assert policy.head._fast_velocity._traces and policy.estimator._fast._traces  # the traces ran
+    assert policy.prefix._fast._traces
     torch.testing.assert_close(fast, _eager_chunk(policy, batch, 5), rtol=1e-5, atol=1e-5)
     # new weights loaded in place: the cached traces see them
     state = {k: v + 0.05 * torch.randn_like(v) if v.is_floating_point() else v

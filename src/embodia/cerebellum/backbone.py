@@ -10,6 +10,7 @@ from torch import nn
 
 from embodia.cerebellum.config import PolicyConfig
 from embodia.cerebellum.object_state import ObjectTokens
+from embodia.cerebellum.tracing import TraceCache, tracing_applies
 from embodia.cerebellum.vision import VisionEncoder
 
 
@@ -45,6 +46,7 @@ class PrefixEncoder(nn.Module):
         nn.init.normal_(self.type_embed, std=0.02)
         self.encoder = transformer_encoder(cfg, cfg.backbone_layers)
         self.norm = nn.LayerNorm(d)
+        self._fast = TraceCache("_encode_objects")
 
     def forward(self, lang: torch.Tensor, state: torch.Tensor, images: list[torch.Tensor],
                 env: torch.Tensor | None = None, words: tuple[torch.Tensor, torch.Tensor] | None = None,
@@ -54,6 +56,19 @@ class PrefixEncoder(nn.Module):
         (word-piece embeddings [B, T, 384], padding mask [B, T]): each object's relevance
         to the instruction is measured on them (on the sentence vector when None); offsets
         [B, O, 3 * effectors] each object's position from each end effector (decimetres)."""
+        if (tracing_applies(self) and not self.cfg.image_tokens and self.objects is not None
+                and env is not None and words is not None and offsets is not None):
+            return self._fast(self, lang, state, env, words[0], words[1], offsets)
+        return self._encode(lang, state, images, env, words, offsets)
+
+    def _encode_objects(self, lang: torch.Tensor, state: torch.Tensor, env: torch.Tensor, word_vecs: torch.Tensor,
+                        word_pad: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        """`forward` for the object-token prefix without camera tokens, all tensors (traced)."""
+        return self._encode(lang, state, [], env, (word_vecs, word_pad), offsets)
+
+    def _encode(self, lang: torch.Tensor, state: torch.Tensor, images: list[torch.Tensor],
+                env: torch.Tensor | None, words: tuple[torch.Tensor, torch.Tensor] | None,
+                offsets: torch.Tensor | None) -> torch.Tensor:
         toks = [self.lang(lang)[:, None] + self.type_embed[0], self.state(state)[:, None] + self.type_embed[1]]
         if self.objects is not None:
             if env is None:
