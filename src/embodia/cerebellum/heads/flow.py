@@ -59,7 +59,7 @@ class FlowHead(nn.Module):
     def velocity(self, mem: list[KV], x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The velocity field at (x_t, t); sampling runs a trace of it (`tracing`)."""
         if tracing_applies(self):
-            return self._fast_velocity(self, x_t, t, *[z for kv in mem for z in kv])
+            return self._fast_velocity(self, x_t, t, *_flat(mem))
         return self._velocity(mem, x_t, t)
 
     def _velocity_flat(self, x_t: torch.Tensor, t: torch.Tensor, *kv: torch.Tensor) -> torch.Tensor:
@@ -74,7 +74,7 @@ class FlowHead(nn.Module):
     def prior(self, mem: list[KV]) -> torch.Tensor:
         """The regressed chunk mu [B, H, D] (flow_prior only)."""
         if tracing_applies(self):
-            return self._fast_prior(self, *[z for kv in mem for z in kv])
+            return self._fast_prior(self, *_flat(mem))
         return self._prior(mem)
 
     def _prior_flat(self, *kv: torch.Tensor) -> torch.Tensor:
@@ -126,6 +126,11 @@ class FlowHead(nn.Module):
             x = x + dt * self.velocity(mem, x, t)
         return x
 
+
+
+def _flat(mem: list[KV]) -> list[torch.Tensor]:
+    """Per-block (keys, values) -> one flat list (what a trace takes); `_pairs` inverts it."""
+    return [z for kv in mem for z in kv]
 
 
 def _pairs(flat: tuple[torch.Tensor, ...]) -> list[KV]:
