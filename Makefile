@@ -9,6 +9,7 @@ export MUJOCO_GL ?= egl
 PIP_FIND := $(if $(wildcard /opt/wheels/torch-*.whl),--find-links /opt/wheels,)
 # LeRobot's own dataset package (for the interop tests) needs torchvision, which cannot sit
 # beside our torch wheel: it gets a side venv of its own, used only by scripts/lerobot/.
+# It is large (~7.6 GB on x86_64, a CUDA torch build), so pip's cache is off: no second copy.
 LEROBOT_VENV ?= .venv-lerobot
 LEROBOT_STAMP := $(LEROBOT_VENV)/.installed-stamp
 LEROBOT_PKGS := torch==2.9.1 torchvision==0.24.1 lerobot-dataset==0.4.4
@@ -24,13 +25,13 @@ sysdeps:
 $(STAMP): pyproject.toml scripts/install_system_deps.sh
 	@bash scripts/install_system_deps.sh
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check $(PIP_FIND) -e '.[test]'
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(OPENPI_CLIENT)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-cache-dir $(PIP_FIND) -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps $(OPENPI_CLIENT)
 	@touch $(STAMP)
 
 $(LEROBOT_STAMP):
 	@test -x $(LEROBOT_VENV)/bin/python || $(PYTHON) -m venv $(LEROBOT_VENV)
-	$(LEROBOT_VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(LEROBOT_PKGS)
+	$(LEROBOT_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-cache-dir $(LEROBOT_PKGS)
 	@touch $(LEROBOT_STAMP)
 
 lerobot-venv $(LEROBOT_VENV): $(LEROBOT_STAMP)
