@@ -193,6 +193,9 @@ def train(
     lang_tokens: Annotated[int, typer.Option(
         min=0, help="instruction word pieces that object relevance is measured on (0: sentence vector)")] = 24,
     threads: Annotated[int | None, typer.Option(help="torch threads (default: all cores)")] = None,
+    parallel_parts: Annotated[bool, typer.Option(
+        help="train the object estimator (one core, a child process) and the action part (the other "
+             "cores, state-only batches) at once, then graft them into one checkpoint")] = False,
     hf_backbone: Annotated[Path | None, typer.Option(
         help="local Hugging Face VLM folder (SigLIP/CLIP-style) whose vision tower replaces the CNN")] = None,
     finetune_hf_backbone: Annotated[bool, typer.Option(help="train the HF vision tower too (default: frozen)")] = False,
@@ -220,7 +223,8 @@ def train(
                           hf_backbone=str(hf_backbone.expanduser().resolve()) if hf_backbone else None,
                           freeze_hf_backbone=not finetune_hf_backbone)
         cfg = TrainConfig(data=dirs, out=str(out), policy=pc, batch_size=batch_size, lr=lr,
-                          max_steps=max_steps, max_minutes=max_minutes, seed=seed, threads=threads)
+                          max_steps=max_steps, max_minutes=max_minutes, seed=seed, threads=threads,
+                          parallel_parts=parallel_parts)
         with Progress(TextColumn("train {task.fields[info]}"), BarColumn(), TimeElapsedColumn(),
                       console=err) as bar:
             t = bar.add_task("", total=max_minutes * 60, info="")

@@ -24,6 +24,9 @@ from embodia.cerebellum.object_state import ObjectState, object_name_phrase
 from embodia.data.normalize import Normalizer
 
 STATE, ACTION = "observation.state", "action"
+# what one training process optimizes: everything, or one of the two parts that train apart
+# (the object estimator is ~85% of a joint step's compute; the action part alone is cheap)
+PARTS = ("all", "action", "estimator")
 ENV_STATE = "observation.environment_state"
 
 
@@ -108,9 +111,10 @@ class VLAPolicy(nn.Module):
     def image_keys(self) -> list[str]:
         return [f"observation.images.{c}" for c in self.cfg.cameras]
 
-    def _check(self, batch: dict[str, Any]) -> None:
+    def _check(self, batch: dict[str, Any], with_images: bool = True) -> None:
         cfg = self.cfg
-        needed = [STATE, *self.image_keys(), "task"] + ([ENV_STATE] if cfg.env_state_input == "privileged" else [])
+        needed = [STATE, *(self.image_keys() if with_images else []), "task"]
+        needed += [ENV_STATE] if cfg.env_state_input == "privileged" else []
         for key in needed:
             if key not in batch:
                 raise ValueError(f"observation is missing {key!r}")
@@ -130,13 +134,14 @@ class VLAPolicy(nn.Module):
                 raise ValueError(f"{ENV_STATE} must have {cfg.env_state_dim} values, got shape {tuple(e.shape)}")
             if not torch.isfinite(e).all():
                 raise ValueError(f"{ENV_STATE} contains NaN or inf")
-        for k in self.image_keys():
+        for k in self.image_keys() if with_images else []:
             img = batch[k]
             if tuple(img.shape[-3:]) != (3, cfg.image_size, cfg.image_size):
                 raise ValueError(f"{k} must be [..., 3, {cfg.image_size}, {cfg.image_size}], got {tuple(img.shape)}")
 
-    def _inputs(self, batch: dict[str, Any]) -> PolicyInputs:
-        self._check(batch)
+    def _inputs(self, batch: dict[str, Any], with_images: bool = True) -> PolicyInputs:
+        """`with_images=False`: a state-only batch (the action part's training reads no cameras)."""
+        self._check(batch, with_images)
         tasks = batch["task"]
         tasks = [tasks] if isinstance(tasks, str) else list(tasks)
         cfg = self.cfg
@@ -144,7 +149,7 @@ class VLAPolicy(nn.Module):
         if state.ndim == 3:  # [B, n_obs, S]: the policy uses the latest observation
             state = state[:, -1]
         images = []
-        for k in self.image_keys():
+        for k in self.image_keys() if with_images else []:
             img = torch.as_tensor(batch[k])
             if img.ndim == 5:
                 img = img[:, -1]
@@ -166,7 +171,8 @@ class VLAPolicy(nn.Module):
         mode = self.cfg.env_state_input
         if mode == "none":
             return None
-        if self.training and x.env is not None:
+        if x.env is not None and (self.training or not x.images):
+            # (also the action part's validation: its state-only batches have no camera to estimate from)
             return x.env + self.cfg.env_state_noise * torch.randn_like(x.env)
         if mode == "privileged":
             if x.env is None:
@@ -189,24 +195,42 @@ class VLAPolicy(nn.Module):
         return self._prefix(self._inputs(batch))
 
     # ------------------------------------------------------------- contract
-    def compute_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict]:
-        x = self._inputs(batch)
-        memory = self._prefix(x)
-        actions = self.normalizer.normalize(ACTION, torch.as_tensor(batch[ACTION]).float())
-        pad = torch.as_tensor(batch["action_is_pad"]).bool()
-        loss, logs = self.head.loss(memory, actions, pad)
-        if x.env is not None and self.estimator is not None:
+    def compute_loss(self, batch: dict[str, Any], part: str = "all") -> tuple[torch.Tensor, dict]:
+        """`part`: "all" (everything, one batch), "action" (prefix + head on a state-only batch:
+        the object tokens read the noised true state, so no camera is decoded) or
+        "estimator" (the cameras -> object-state regression alone)."""
+        if part not in PARTS:
+            raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+        if part != "all" and self.estimator is None:
+            raise ValueError(f"part={part!r} needs env_state_input='estimated', not {self.cfg.env_state_input!r}")
+        if part == "action" and self.cfg.image_tokens:
+            raise ValueError("part='action' trains without cameras, but image_tokens=True puts them in the prefix")
+        x = self._inputs(batch, with_images=part != "action")
+        loss, logs = torch.zeros(()), {}
+        if part != "estimator":
+            memory = self._prefix(x)
+            actions = self.normalizer.normalize(ACTION, torch.as_tensor(batch[ACTION]).float())
+            pad = torch.as_tensor(batch["action_is_pad"]).bool()
+            loss, logs = self.head.loss(memory, actions, pad)
+            if x.env is not None and self.env_probe is not None:
+                aux = ((self.env_probe(memory) - x.env) ** 2).mean()
+                logs["env_state_mse"] = float(aux.detach())
+                loss = loss + self.cfg.aux_weight * aux
+        if part != "action" and x.env is not None and self.estimator is not None:
             pred, logits = self.estimator(x.images, x.state, return_logits=True)
             est = ((pred - x.env) ** 2).mean()
             heat = self.estimator.heatmap_loss(logits, x.env_raw)
             logs["env_state_mse"] = float(est.detach())
             logs["heatmap_ce"] = float(heat.detach())
             loss = loss + self.cfg.estimator_weight * (est + heat)
-        elif x.env is not None and self.env_probe is not None:
-            aux = ((self.env_probe(memory) - x.env) ** 2).mean()
-            logs["env_state_mse"] = float(aux.detach())
-            loss = loss + self.cfg.aux_weight * aux
         return loss, logs
+
+    def trainable(self, part: str = "all") -> list[nn.Parameter]:
+        """The parameters `compute_loss(part=...)` trains (the estimator's or all but them)."""
+        if part == "all":
+            return list(self.parameters())
+        own = {id(p) for p in self.estimator.parameters()} if self.estimator is not None else set()
+        return [p for p in self.parameters() if (id(p) in own) == (part == "estimator")]
 
     def predict_chunk(self, batch: dict[str, Any]) -> torch.Tensor:
         with torch.inference_mode():  # less per-op overhead than no_grad on CPU

@@ -3,13 +3,15 @@ time budget, fixed seeds, and resume from the last checkpoint (optimizer include
 
 from __future__ import annotations
 
+import copy
 import json
 import math
+import multiprocessing
 import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +23,7 @@ from embodia.cerebellum.checkpoint import load_checkpoint, save_checkpoint
 from embodia.cerebellum.config import PolicyConfig
 from embodia.cerebellum.language import LanguageEncoder
 from embodia.cerebellum.object_state import ObjectState
-from embodia.cerebellum.policy import ACTION, ENV_STATE, STATE, VLAPolicy, normalizer_modes
+from embodia.cerebellum.policy import ACTION, ENV_STATE, PARTS, STATE, VLAPolicy, normalizer_modes
 from embodia.data.layout import atomic_write_json
 from embodia.data.normalize import Normalizer
 from embodia.data.reader import DatasetReader
@@ -48,6 +50,23 @@ class TrainConfig:
     num_workers: int = 0
     threads: int | None = None
     aux_env_state: bool = True  # regress observation.environment_state from the prefix (training only)
+    # "all": one joint loss. "action" / "estimator": only that part (see VLAPolicy.compute_loss).
+    part: str = "all"
+    # train the two parts at once in two processes (the estimator on one core, the action part
+    # on the rest) and graft them into one checkpoint: the action part then sees ~5x the
+    # samples a joint run of the same wall-clock time gives it
+    parallel_parts: bool = False
+
+    def __post_init__(self) -> None:
+        if self.part not in PARTS:
+            raise ValueError(f"part must be one of {PARTS}, got {self.part!r}")
+        if self.parallel_parts and self.part != "all":
+            raise ValueError("parallel_parts trains both parts itself; leave part='all'")
+        if (self.part != "all" or self.parallel_parts) and self.policy.env_state_input != "estimated":
+            raise ValueError("training the parts apart needs env_state_input='estimated' (there is no "
+                             f"estimator with {self.policy.env_state_input!r})")
+        if (self.part == "action" or self.parallel_parts) and self.policy.image_tokens:
+            raise ValueError("the action part trains without cameras; image_tokens=True puts them in its prefix")
 
 
 def fixed_camera_projection(pc: PolicyConfig) -> list[list[float]]:
@@ -104,7 +123,8 @@ def build_datasets(cfg: TrainConfig) -> tuple[ConcatDataset, ConcatDataset | Non
         for r in readers:
             s.update(r.columns[key])
         stats[key] = s.to_dict()
-    wc = WindowConfig(horizon=pc.horizon, cameras=list(pc.cameras))
+    # the action part reads the true object state (noised), never a camera: decode none
+    wc = WindowConfig(horizon=pc.horizon, cameras=[] if cfg.part == "action" else list(pc.cameras))
     train, val = [], []
     for i, r in enumerate(readers):
         eps = list(r.episode_indices)
@@ -144,6 +164,8 @@ def _load_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
 
 def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None) -> dict:
     """Train until max_steps or max_minutes; returns a summary. Resumes from `cfg.out`."""
+    if cfg.parallel_parts:
+        return train_parts_in_parallel(cfg, progress)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -162,7 +184,8 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None) -> d
     else:
         policy = VLAPolicy(cfg.policy, Normalizer(stats, normalizer_modes(cfg.policy)), language)
         st = {"step": 0, "samples": 0, "seconds": 0.0, "best_val": None}
-    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    params = policy.trainable(cfg.part)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if resumed:
         _load_optimizer(opt, state_dir)
 
@@ -197,7 +220,7 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None) -> d
         policy.eval()
         torch.manual_seed(cfg.seed)  # the same noise / times every validation
         with torch.no_grad():
-            losses = [float(policy.compute_loss(b)[0]) for b in val_batches]
+            losses = [float(policy.compute_loss(b, cfg.part)[0]) for b in val_batches]
         policy.train()
         return float(np.mean(losses))
 
@@ -215,10 +238,10 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None) -> d
             break
         for g in opt.param_groups:
             g["lr"] = lr_at(st["step"])
-        loss, logs = policy.compute_loss(batch)
+        loss, logs = policy.compute_loss(batch, cfg.part)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         st["step"] += 1
         st["samples"] += cfg.batch_size
@@ -240,3 +263,50 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None) -> d
     return {"steps": st["step"], "seconds": round(st["seconds"], 1), "final_val_loss": final_val,
             "best_val_loss": st["best_val"], "samples_per_s": round(st["samples"] / max(st["seconds"], 1e-9), 1),
             "resumed": resumed, "out": str(out)}
+
+
+def _train_part(cfg: TrainConfig) -> None:
+    """The estimator's process (spawned: a fresh interpreter with its own torch threads)."""
+    train(cfg)
+
+
+def train_parts_in_parallel(cfg: TrainConfig, progress: Callable[[dict], None] | None = None) -> dict:
+    """The estimator trains in a child process on one core while this process trains the action
+    part on the others, both under the same budget; the estimator's weights are then grafted
+    into the action part's checkpoint, written to `cfg.out`. Each part keeps its own resumable
+    folder under `out/training/parts/`."""
+    out = Path(cfg.out)
+    parts = out / "training" / "parts"
+    threads = cfg.threads or os.cpu_count() or 2
+    est_cfg = replace(copy.deepcopy(cfg), part="estimator", out=str(parts / "estimator"), threads=1,
+                      parallel_parts=False)
+    act_cfg = replace(copy.deepcopy(cfg), part="action", out=str(parts / "action"), threads=max(1, threads - 1),
+                      parallel_parts=False)
+    child = multiprocessing.get_context("spawn").Process(target=_train_part, args=(est_cfg,), name="estimator")
+    child.start()
+    try:
+        act = train(act_cfg, progress)
+    finally:
+        child.join()
+    if child.exitcode != 0:
+        raise RuntimeError(f"the estimator's training process failed (exit code {child.exitcode}); "
+                           f"rerun to resume it from {est_cfg.out}")
+    policy = load_checkpoint(act_cfg.out)
+    estimator = load_checkpoint(est_cfg.out)
+    if policy.normalizer.to_dict() != estimator.normalizer.to_dict():
+        raise RuntimeError("the two parts were trained with different statistics (different data?)")
+    policy.estimator.load_state_dict(estimator.estimator.state_dict())
+    est_state = json.loads((Path(est_cfg.out) / "training" / "state.json").read_text())
+    act_state = json.loads((Path(act_cfg.out) / "training" / "state.json").read_text())
+    steps = {"action": act_state["step"], "estimator": est_state["step"]}
+    extra = {"train": {k: v for k, v in asdict(cfg).items() if k != "policy"}, "step": steps,
+             "val_loss": {"action": act["final_val_loss"],
+                          "estimator": json.loads((Path(est_cfg.out) / "config.json").read_text())
+                          .get("extra", {}).get("val_loss")},
+             "datasets": list(cfg.data)}
+    save_checkpoint(policy, out, extra=extra)
+    return {"steps": steps, "seconds": round(max(act_state["seconds"], est_state["seconds"]), 1),
+            "final_val_loss": extra["val_loss"], "samples_per_s": {
+                "action": round(act_state["samples"] / max(act_state["seconds"], 1e-9), 1),
+                "estimator": round(est_state["samples"] / max(est_state["seconds"], 1e-9), 1)},
+            "resumed": act["resumed"], "out": str(out)}

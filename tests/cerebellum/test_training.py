@@ -1,0 +1,66 @@
+"""Training the two parts of an object-centric policy apart (and at once, in two processes)."""
+
+import pytest
+import torch
+
+from embodia.cerebellum.checkpoint import load_checkpoint
+from embodia.cerebellum.config import PolicyConfig
+from embodia.cerebellum.training import TrainConfig, build_datasets, train
+from tests.cerebellum.test_estimator import OBJ
+from tests.cerebellum.test_policy import SMALL, _policy
+
+
+def _cfg(tiny_ds, out, **kw) -> TrainConfig:
+    return TrainConfig(data=[str(tiny_ds.root)], out=str(out), policy=PolicyConfig(**(SMALL | OBJ)),
+                       batch_size=8, warmup_steps=2, max_steps=6, val_every=3, val_fraction=0.34,
+                       max_minutes=5, threads=1, **kw)
+
+
+@pytest.mark.parametrize("part", ["action", "estimator"])
+def test_each_part_reads_what_it_needs_and_moves_only_its_parameters(tiny_ds, hash_language, part):
+    cfg = _cfg(tiny_ds, "unused", part=part)
+    train_ds, _, _, _ = build_datasets(cfg)
+    has_images = any(k.startswith("observation.images.") for k in train_ds[0])
+    assert has_images == (part == "estimator")  # the action part decodes no video at all
+    policy = _policy(tiny_ds, hash_language, **OBJ)
+    est = {id(p) for p in policy.estimator.parameters()}
+    before = {n: p.detach().clone() for n, p in policy.named_parameters()}
+    opt = torch.optim.SGD(policy.trainable(part), lr=0.1)
+    loss, logs = policy.compute_loss(torch.utils.data.default_collate([train_ds[i] for i in range(8)]), part)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    assert ("heatmap_ce" in logs) == (part == "estimator") and ("flow_mse" in logs) == (part == "action")
+    for n, p in policy.named_parameters():
+        mine = (id(p) in est) == (part == "estimator")
+        if not mine:
+            assert torch.equal(p, before[n]), f"{part} moved {n}"
+    assert any(not torch.equal(p, before[n]) for n, p in policy.named_parameters())
+
+
+def test_parts_are_refused_where_they_cannot_apply(tiny_ds):
+    with pytest.raises(ValueError, match="part must be one of"):
+        _cfg(tiny_ds, "unused", part="vision")
+    with pytest.raises(ValueError, match="image_tokens"):
+        TrainConfig(data=[str(tiny_ds.root)], out="unused", part="action",
+                    policy=PolicyConfig(**(SMALL | OBJ | {"image_tokens": True})))
+    with pytest.raises(ValueError, match="estimated"):
+        TrainConfig(data=[str(tiny_ds.root)], out="unused", parallel_parts=True,
+                    policy=PolicyConfig(**(SMALL | {"env_state_input": "none"})))
+
+
+def test_parallel_parts_graft_the_estimator_into_the_action_part(tiny_ds, hash_language, tmp_path):
+    out = tmp_path / "ck"
+    summary = train(_cfg(tiny_ds, out, parallel_parts=True))
+    assert summary["steps"] == {"action": 6, "estimator": 6}
+    merged = load_checkpoint(out, language=hash_language)
+    action = load_checkpoint(out / "training/parts/action", language=hash_language)
+    estimator = load_checkpoint(out / "training/parts/estimator", language=hash_language)
+    est_names = {n for n, _ in merged.estimator.named_parameters(prefix="estimator")}
+    assert est_names
+    for name, p in merged.named_parameters():
+        source = estimator if name in est_names else action
+        assert torch.equal(p, dict(source.named_parameters())[name]), name
+    # the two processes really trained different parameters: each left the other's untouched
+    differs = [n for n, p in action.named_parameters() if not torch.equal(p, dict(estimator.named_parameters())[n])]
+    assert any(n in est_names for n in differs) and any(n not in est_names for n in differs)
