@@ -187,15 +187,18 @@ def train(
              "analysis only) | none")] = "estimated",
     image_tokens: Annotated[bool, typer.Option(help="camera tokens in the prefix besides the estimate")] = False,
     env_state_noise: Annotated[float, typer.Option(
-        min=0.0, help="training noise on the true object state the action head reads (normalized units)")] = 0.02,
+        min=0.0, help="training noise on the true object state the action head reads (normalized units; "
+                      "0.1 is about the estimator's median error)")] = 0.1,
     flow_prior: Annotated[bool, typer.Option(
         help="flow head: start integration from a regressed chunk plus noise (not pure noise)")] = True,
     lang_tokens: Annotated[int, typer.Option(
         min=0, help="instruction word pieces that object relevance is measured on (0: sentence vector)")] = 24,
     threads: Annotated[int | None, typer.Option(help="torch threads (default: all cores)")] = None,
-    parallel_parts: Annotated[bool, typer.Option(
+    parallel_parts: Annotated[bool | None, typer.Option(
+        "--parallel-parts/--joint",
         help="train the object estimator (one core, a child process) and the action part (the other "
-             "cores, state-only batches) at once, then graft them into one checkpoint")] = False,
+             "cores, state-only batches) at once, then graft them into one checkpoint; default: "
+             "wherever the config allows it (an estimated object state, no camera tokens, no HF tower)")] = None,
     hf_backbone: Annotated[Path | None, typer.Option(
         help="local Hugging Face VLM folder (SigLIP/CLIP-style) whose vision tower replaces the CNN")] = None,
     finetune_hf_backbone: Annotated[bool, typer.Option(help="train the HF vision tower too (default: frozen)")] = False,
@@ -224,7 +227,8 @@ def train(
                           freeze_hf_backbone=not finetune_hf_backbone)
         cfg = TrainConfig(data=dirs, out=str(out), policy=pc, batch_size=batch_size, lr=lr,
                           max_steps=max_steps, max_minutes=max_minutes, seed=seed, threads=threads,
-                          parallel_parts=parallel_parts)
+                          parallel_parts=(env_state_input == "estimated" and not image_tokens
+                                          and hf_backbone is None if parallel_parts is None else parallel_parts))
         with Progress(TextColumn("train {task.fields[info]}"), BarColumn(), TimeElapsedColumn(),
                       console=err) as bar:
             t = bar.add_task("", total=max_minutes * 60, info="")

@@ -1,11 +1,15 @@
 """Training the two parts of an object-centric policy apart (and at once, in two processes)."""
 
+import json
+
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from embodia.cerebellum.checkpoint import load_checkpoint
 from embodia.cerebellum.config import PolicyConfig
 from embodia.cerebellum.training import TrainConfig, build_datasets, train
+from embodia.cli import app
 from tests.cerebellum.test_estimator import OBJ
 from tests.cerebellum.test_policy import SMALL, _policy
 
@@ -64,3 +68,15 @@ def test_parallel_parts_graft_the_estimator_into_the_action_part(tiny_ds, hash_l
     # the two processes really trained different parameters: each left the other's untouched
     differs = [n for n, p in action.named_parameters() if not torch.equal(p, dict(estimator.named_parameters())[n])]
     assert any(n in est_names for n in differs) and any(n not in est_names for n in differs)
+
+
+def test_cli_trains_the_parts_in_parallel_by_default_and_jointly_on_request(tiny_ds, tmp_path):
+    common = ["train", "--data", str(tiny_ds.root), "--max-steps", "3", "--threads", "1", "--d-model", "32",
+              "--horizon", "4", "--json"]
+    r = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "par")])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout[r.stdout.index("{"):])["steps"] == {"action": 3, "estimator": 3}
+    r = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "joint"), "--joint"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout[r.stdout.index("{"):])["steps"] == 3
+    assert not (tmp_path / "joint/training/parts").exists()
