@@ -72,7 +72,7 @@ def test_parallel_parts_graft_the_estimator_into_the_action_part(tiny_ds, hash_l
 
 def test_cli_trains_the_parts_in_parallel_by_default_and_jointly_on_request(tiny_ds, tmp_path):
     common = ["train", "--data", str(tiny_ds.root), "--max-steps", "3", "--threads", "1", "--d-model", "32",
-              "--horizon", "4", "--json"]
+              "--horizon", "8", "--json"]
     r = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "par")])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout[r.stdout.index("{"):])["steps"] == {"action": 3, "estimator": 3}

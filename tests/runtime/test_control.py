@@ -98,3 +98,21 @@ def test_bad_chunks_are_refused_and_reported(rig):
     assert not ctl.receive(ActionChunk(bad.actions[:, :5], 0.0, 0.1, "ee_delta", "arm7", 1, 2), 0.0)
     assert not ctl.receive(rise(0.0, step_id=0), 0.0)  # an older step's chunk: dropped silently
     assert ctl.counts["chunk_rejected"] == 3 and ctl.chunks_accepted == 0
+
+
+@pytest.mark.parametrize("reanchor_pos, keeps_moves", [(None, True), (0.03, False)])
+def test_fast_moves_accumulate_on_the_commanded_pose_despite_tracking_lag(rig, reanchor_pos, keeps_moves):
+    """Interpolated setpoints leave the hand a few cm behind during a fast move; the mapper
+    must still add each delta to the commanded pose (env.step's 3 cm re-anchoring rule, here,
+    re-anchored on the lagging hand every slot and each move fell short)."""
+    body, ctl = rig
+    if reanchor_pos is not None:
+        ctl.mapper.reanchor_pos = reanchor_pos
+    y0 = float(body.sim.tcp_pose("main")[0][1])
+    a = np.zeros((12, 7), np.float32)
+    a[:5, 1] = -0.035  # five fast moves (the learned policy's reach is about this fast), then still
+    chunk = ActionChunk(a, 0.0, 0.1, "ee_delta", "arm7", 1, 0)
+    ctl.start_step(1, 0.0, 0.1, body.read_joints())
+    run(body, ctl, 0.0, 1.2, [(0.0, chunk)])
+    moved = y0 - float(body.sim.tcp_pose("main")[0][1])
+    assert (abs(moved - 0.175) < 0.01) == keeps_moves, moved

@@ -18,12 +18,12 @@ REANCHOR_ROT = 0.2
 
 
 def ee_delta_target(measured: tuple[np.ndarray, np.ndarray], commanded: tuple[np.ndarray, np.ndarray],
-                    delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                    delta: np.ndarray, reanchor_pos: float = REANCHOR_POS) -> tuple[np.ndarray, np.ndarray]:
     """The pose an ee-delta action asks for: the delta applied to the commanded pose (or to
-    the measured one when the two drifted apart), kept above the table."""
+    the measured one when the two drifted apart by `reanchor_pos` or more), kept above the table."""
     pos, quat = measured
     cpos, cquat = commanded
-    if np.linalg.norm(cpos - pos) < REANCHOR_POS and np.linalg.norm(quat_error(cquat, quat)) < REANCHOR_ROT:
+    if np.linalg.norm(cpos - pos) < reanchor_pos and np.linalg.norm(quat_error(cquat, quat)) < REANCHOR_ROT:
         pos, quat = cpos, cquat
     tpos = pos + delta[:3]
     tpos[2] = max(tpos[2], MIN_TCP_HEIGHT)

@@ -17,6 +17,15 @@ from embodia.body.controllers import ee_delta_target
 from embodia.body.embodiment import Embodiment
 from embodia.body.sim import Simulation
 
+# The body's `ArmController` re-anchors when the hand is 3 cm off the commanded pose: under
+# `env.step` the servo has a whole action period to settle on a jumped setpoint. Here the
+# setpoint is interpolated (and speed-capped), so during a fast move the hand is measured up
+# to ~3.5 cm behind at a slot start; with 3 cm the mapper re-anchored on that lagging pose
+# every slot and each move fell ~2 cm short (a learned open_drawer: 1/10 through the runtime
+# against 8/10 with env.step on the same seeds; 5/10 with 6 cm). A blocked hand still drifts
+# past 6 cm within a slot or two.
+RUNTIME_REANCHOR_POS = 0.06
+
 
 class ArmKinematics(Protocol):
     """Forward and inverse kinematics of one arm (joint limits included)."""
@@ -49,8 +58,10 @@ class MujocoArmKinematics:
 class ActionMapper:
     """One full action vector (all arms) -> per-arm joint targets and gripper fractions."""
 
-    def __init__(self, embodiment: Embodiment, space: str, kin: dict[str, ArmKinematics]) -> None:
+    def __init__(self, embodiment: Embodiment, space: str, kin: dict[str, ArmKinematics],
+                 reanchor_pos: float = RUNTIME_REANCHOR_POS) -> None:
         self.embodiment, self.space, self.kin = embodiment, space, kin
+        self.reanchor_pos = reanchor_pos
         self.layout = embodiment.action_layout(space)
         self.commanded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -72,7 +83,7 @@ class ActionMapper:
                 self.commanded[arm] = kin.fk(q_out[arm])
                 continue
             measured = kin.fk(q_measured[arm])
-            tpos, tquat = ee_delta_target(measured, self.commanded.get(arm, measured), part)
+            tpos, tquat = ee_delta_target(measured, self.commanded.get(arm, measured), part, self.reanchor_pos)
             q = kin.ik(tpos, tquat, q_target_prev[arm])
             q_out[arm] = q
             self.commanded[arm] = kin.fk(q)
