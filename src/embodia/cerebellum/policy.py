@@ -58,6 +58,17 @@ def normalizer_modes(cfg: PolicyConfig) -> dict[str, str]:
     return modes
 
 
+def check_part(cfg: PolicyConfig, part: str) -> None:
+    """ValueError unless `cfg` can train `part` on its own (one rule for the policy and the trainer)."""
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+    if part != "all" and cfg.env_state_input != "estimated":
+        raise ValueError(f"part={part!r} needs env_state_input='estimated' (there is no estimator with "
+                         f"{cfg.env_state_input!r})")
+    if part == "action" and cfg.image_tokens:
+        raise ValueError("part='action' trains without cameras, but image_tokens=True puts them in the prefix")
+
+
 class EnvStateProbe(nn.Module):
     """Training-time auxiliary head: one learned query reads the prefix and regresses where
     every object is. It gives the from-scratch vision encoder a dense localization signal
@@ -199,12 +210,7 @@ class VLAPolicy(nn.Module):
         """`part`: "all" (everything, one batch), "action" (prefix + head on a state-only batch:
         the object tokens read the noised true state, so no camera is decoded) or
         "estimator" (the cameras -> object-state regression alone)."""
-        if part not in PARTS:
-            raise ValueError(f"part must be one of {PARTS}, got {part!r}")
-        if part != "all" and self.estimator is None:
-            raise ValueError(f"part={part!r} needs env_state_input='estimated', not {self.cfg.env_state_input!r}")
-        if part == "action" and self.cfg.image_tokens:
-            raise ValueError("part='action' trains without cameras, but image_tokens=True puts them in the prefix")
+        check_part(self.cfg, part)
         x = self._inputs(batch, with_images=part != "action")
         loss, logs = torch.zeros(()), {}
         if part != "estimator":

@@ -23,7 +23,14 @@ from embodia.cerebellum.checkpoint import load_checkpoint, save_checkpoint
 from embodia.cerebellum.config import PolicyConfig
 from embodia.cerebellum.language import LanguageEncoder
 from embodia.cerebellum.object_state import ObjectState
-from embodia.cerebellum.policy import ACTION, ENV_STATE, PARTS, STATE, VLAPolicy, normalizer_modes
+from embodia.cerebellum.policy import (
+    ACTION,
+    ENV_STATE,
+    STATE,
+    VLAPolicy,
+    check_part,
+    normalizer_modes,
+)
 from embodia.data.layout import atomic_write_json
 from embodia.data.normalize import Normalizer
 from embodia.data.reader import DatasetReader
@@ -58,15 +65,10 @@ class TrainConfig:
     parallel_parts: bool = False
 
     def __post_init__(self) -> None:
-        if self.part not in PARTS:
-            raise ValueError(f"part must be one of {PARTS}, got {self.part!r}")
         if self.parallel_parts and self.part != "all":
             raise ValueError("parallel_parts trains both parts itself; leave part='all'")
-        if (self.part != "all" or self.parallel_parts) and self.policy.env_state_input != "estimated":
-            raise ValueError("training the parts apart needs env_state_input='estimated' (there is no "
-                             f"estimator with {self.policy.env_state_input!r})")
-        if (self.part == "action" or self.parallel_parts) and self.policy.image_tokens:
-            raise ValueError("the action part trains without cameras; image_tokens=True puts them in its prefix")
+        for part in ("action", "estimator") if self.parallel_parts else (self.part,):
+            check_part(self.policy, part)
 
 
 def fixed_camera_projection(pc: PolicyConfig) -> list[list[float]]:
