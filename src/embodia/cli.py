@@ -199,6 +199,9 @@ def train(
         help="train the object estimator (one core, a child process) and the action part (the other "
              "cores, state-only batches) at once, then graft them into one checkpoint; default: "
              "wherever the config allows it (an estimated object state, no camera tokens, no HF tower)")] = None,
+    estimator_data: Annotated[str | None, typer.Option(
+        help="comma-separated subset of --data whose camera frames the object estimator trains on "
+             "(default: all; the action part always uses all)")] = None,
     hf_backbone: Annotated[Path | None, typer.Option(
         help="local Hugging Face VLM folder (SigLIP/CLIP-style) whose vision tower replaces the CNN")] = None,
     finetune_hf_backbone: Annotated[bool, typer.Option(help="train the HF vision tower too (default: frozen)")] = False,
@@ -227,6 +230,7 @@ def train(
                           freeze_hf_backbone=not finetune_hf_backbone)
         cfg = TrainConfig(data=dirs, out=str(out), policy=pc, batch_size=batch_size, lr=lr,
                           max_steps=max_steps, max_minutes=max_minutes, seed=seed, threads=threads,
+                          estimator_data=[d for d in estimator_data.split(",") if d] if estimator_data else None,
                           parallel_parts=(env_state_input == "estimated" and not image_tokens
                                           and hf_backbone is None if parallel_parts is None else parallel_parts))
         with Progress(TextColumn("train {task.fields[info]}"), BarColumn(), TimeElapsedColumn(),
@@ -257,8 +261,12 @@ def collect(
     out: Annotated[Path, typer.Option(help="dataset folder (created, or resumed)")],
     embodiment: str = "arm7",
     skill: Annotated[str, typer.Option(help="the meta-skill to record")] = "pick",
+    task: Annotated[str | None, typer.Option(
+        help="a multi-step task instead: the experts chain its steps, each step is stored as "
+             "an episode of its skill")] = None,
     arm: Annotated[str | None, typer.Option(help="which arm acts (humanoid: left | right)")] = None,
-    episodes: Annotated[int, typer.Option(min=1, help="episodes the dataset should hold for this skill")] = 10,
+    episodes: Annotated[int, typer.Option(
+        min=1, help="episodes the dataset should hold for this skill (a task: seeds)")] = 10,
     seed_start: Annotated[int, typer.Option(min=0)] = 0,
     workers: Annotated[int, typer.Option(min=1)] = 1,
     cameras: Annotated[str | None, typer.Option(help="comma-separated; default all")] = None,
@@ -268,20 +276,23 @@ def collect(
     perturb: Annotated[float, typer.Option(
         min=0.0, max=0.05, help="DART-style: up to this much Gaussian noise (m) on each executed "
                                 "move; the expert's own action is recorded")] = 0.0,
+    slip: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="share of episodes where the cube slips out of the closing fingers "
+                               "during a pick, so the expert's re-grasp is recorded")] = 0.0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Record scripted-expert episodes into a LeRobot-v3 dataset (resumable, parallel)."""
     from embodia.data.recording import CollectConfig
     from embodia.data.recording import collect as run_collect
 
-    cfg = CollectConfig(out=out, embodiment=embodiment, skill=skill, arm=arm, episodes=episodes,
-                        seed_start=seed_start, workers=workers,
-                        cameras=tuple(cameras.split(",")) if cameras else None,
-                        image_size=image_size, tier=tier, keep_failures=keep_failures,
-                        perturb=perturb)
     t0 = time.perf_counter()
     try:
-        with Progress(TextColumn(f"collect {skill}"), BarColumn(), MofNCompleteColumn(),
+        cfg = CollectConfig(out=out, embodiment=embodiment, skill=skill, task=task, arm=arm,
+                            episodes=episodes, seed_start=seed_start, workers=workers,
+                            cameras=tuple(cameras.split(",")) if cameras else None,
+                            image_size=image_size, tier=tier, keep_failures=keep_failures,
+                            perturb=perturb, slip=slip)
+        with Progress(TextColumn(f"collect {cfg.name}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=err) as bar:
             task = bar.add_task("", total=episodes)
             report = run_collect(cfg, progress=lambda done, total: bar.update(task, completed=done))

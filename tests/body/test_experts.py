@@ -66,3 +66,35 @@ def test_expert_success_rate_arm7(make_env, skill):
     env = make_env(skill=skill)
     wins = [run_episode(env, ExpertAgent(), seed)[0].success for seed in range(1000, 1040)]
     assert np.mean(wins) >= 0.9, np.mean(wins)
+
+
+def test_pick_expert_grasps_again_after_the_cube_slips_away(make_env):
+    """The cube slides out of the fingers as they close (body/disturbances.py): the expert's
+    fingers close on air, it opens and grasps again. Without the slip: one grasp."""
+    from embodia.body.disturbances import slip_from_grasp
+
+    def closes(seed: int, slip: bool) -> tuple[str, bool, bool]:
+        env = make_env(skill="pick")
+        obs, info = env.reset(seed=seed)
+        agent, slipped, grips = ExpertAgent(), False, ""
+        agent.reset(env, seed)
+        for _ in range(env.max_steps):
+            action = agent.act(obs, env)
+            closing = action[-1] >= 0.5
+            if slip and closing and not grips.endswith("C") and not slipped:
+                before = env.sim.object_pose(info["args"][0])[0]
+                slipped = slip_from_grasp(env.sim, env.arm, info["args"][0], np.random.default_rng(seed))
+                if slipped:
+                    assert np.linalg.norm(env.sim.object_pose(info["args"][0])[0][:2] - before[:2]) > 0.03
+            grips += "C" if closing else "o"
+            obs, _, term, trunc, info = env.step(action)
+            if term or trunc:
+                break
+        return grips, slipped, info["success"]
+
+    grips, _, ok = closes(11, slip=False)
+    assert ok and grips.count("oC") == 1
+    results = [closes(seed, slip=True) for seed in range(11, 23)]
+    regrasps = [g for g, slipped, ok in results if slipped and ok]
+    assert len(regrasps) >= 3, [(s, ok) for _, s, ok in results]
+    assert all(g.count("oC") == 2 for g in regrasps)  # closed on air, opened, closed on the cube

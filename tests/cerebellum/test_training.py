@@ -80,3 +80,27 @@ def test_cli_trains_the_parts_in_parallel_by_default_and_jointly_on_request(tiny
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout[r.stdout.index("{"):])["steps"] == 3
     assert not (tmp_path / "joint/training/parts").exists()
+
+
+def test_the_estimator_can_train_on_a_subset_of_the_data(tiny_ds, tmp_path):
+    """`estimator_data`: the estimator decodes only those datasets' cameras; the action part
+    and the normalization still use every dataset, so both parts share one set of statistics."""
+    from tests.data.conftest import make_dataset
+
+    other = make_dataset(tmp_path / "more", n=4, size=32, env_state=True)
+    data = [str(tiny_ds.root), str(other.root)]
+    est = TrainConfig(data=data, out="unused", policy=PolicyConfig(**(SMALL | OBJ)), val_fraction=0.34,
+                      part="estimator", estimator_data=[str(tiny_ds.root)])
+    act = TrainConfig(data=data, out="unused", policy=PolicyConfig(**(SMALL | OBJ)), val_fraction=0.34,
+                      part="action", estimator_data=[str(tiny_ds.root)])
+    full = TrainConfig(data=data, out="unused", policy=PolicyConfig(**(SMALL | OBJ)), val_fraction=0.34,
+                       part="estimator")
+    est_ds, _, est_stats, _ = build_datasets(est)
+    act_ds, _, act_stats, _ = build_datasets(act)
+    full_ds, _, _, _ = build_datasets(full)
+    assert len(est_ds.datasets) == 1 and len(act_ds.datasets) == 2 and len(full_ds.datasets) == 2
+    assert len(est_ds) < len(full_ds)
+    assert json.dumps(est_stats, default=str) == json.dumps(act_stats, default=str)
+    with pytest.raises(ValueError, match="subset of data"):
+        TrainConfig(data=[str(tiny_ds.root)], out="unused", policy=PolicyConfig(**(SMALL | OBJ)),
+                    estimator_data=[str(other.root)])

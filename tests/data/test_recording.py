@@ -76,3 +76,48 @@ def test_perturbed_collection_records_the_experts_action_not_the_noisy_one(tmp_p
     assert dart > 2 * clean, (clean, dart)
     with pytest.raises(ValueError, match="perturb"):
         CollectConfig(out=tmp_path / "x", perturb=0.2)
+
+
+def test_task_collection_stores_each_step_as_an_episode_of_its_skill(tmp_path):
+    """A chained task: one episode per step, named by its skill, with that step's instruction;
+    consecutive steps continue from each other, and resuming counts seeds, not steps."""
+    from embodia.data.reader import DatasetReader
+
+    cfg = CollectConfig(out=tmp_path, task="put_in_bowl", episodes=2, cameras=("front",), image_size=32, batch=2)
+    first = collect(cfg)
+    assert first.recorded == 2
+    meta = DatasetMeta.load(tmp_path)
+    assert meta.column("skill") == ["pick", "place", "pick", "place"]
+    assert meta.column("seed") == [0, 0, 1, 1] and all(meta.column("success"))
+    tasks = [t[0] for t in meta.column("tasks")]
+    assert all(tasks) and tasks[0] != tasks[1]
+    # the place episode starts where the pick episode ended (the cube in the hand)
+    r = DatasetReader(tmp_path)
+    state = r.columns["observation.state"]
+    end_of_pick, start_of_place = r.ep_start[0] + r.ep_length[0] - 1, r.ep_start[1]
+    assert np.abs(state[start_of_place] - state[end_of_pick]).max() < 0.1
+    cfg.episodes = 3
+    second = collect(cfg)
+    assert second.already_present == 2 and second.recorded == 1
+    assert DatasetMeta.load(tmp_path).column("seed")[-2:] == [2, 2]
+
+
+def test_collect_refuses_unknown_task(tmp_path):
+    r = runner.invoke(app, ["collect", "--out", str(tmp_path), "--task", "juggle"])
+    assert r.exit_code == 2 and "unknown task" in r.output
+    assert not (tmp_path / "meta").exists()
+
+
+def test_slip_collection_records_the_experts_re_grasp(tmp_path):
+    from embodia.data.reader import DatasetReader
+
+    collect(CollectConfig(out=tmp_path, skill="pick", episodes=6, cameras=("front",), image_size=32, batch=3,
+                          slip=1.0))
+    r = DatasetReader(tmp_path)
+    grip = r.columns["action"][:, -1]
+    closes = ["".join("C" if g >= 0.5 else "o" for g in grip[s:s + n]).count("oC")
+              for s, n in zip(r.ep_start, r.ep_length, strict=True)]
+    assert max(closes) == 2 and min(closes) >= 1, closes  # some slipped, every one was kept as a success
+    assert all(DatasetMeta.load(tmp_path).column("success"))
+    with pytest.raises(ValueError, match="slip"):
+        CollectConfig(out=tmp_path / "x", slip=1.5)

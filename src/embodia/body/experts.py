@@ -90,17 +90,26 @@ class Motion:
 
 # ---------------------------------------------------------------------------- skills
 
+PICK_ATTEMPTS = 3
+
+
 def pick(m: Motion, obj: str) -> Iterator[ArmAction]:
-    cube_yaw = quat_yaw(m.sim.object_pose(obj)[1])
-    yaw = m.aligned_yaw(cube_yaw)
+    """Align over the cube, descend, close; if the fingers closed beside it (it slipped or was
+    nudged), open and go again, up to PICK_ATTEMPTS grasps. The re-grasps are what a cloned
+    policy needs to see: after a miss it otherwise lifts its empty closed hand."""
     off = m.rng.uniform(-0.003, 0.003, 2)
     approach = m.rng.uniform(0.07, 0.11)
     grasp_dz = m.rng.uniform(-0.002, 0.004)
-    yield from m.transport(lambda: m.obj(obj)[:2] + off, m.obj(obj)[2] + approach, yaw, 0.25,
-                           tol=0.012)
-    yield from m.move_to(lambda: m.obj(obj) + np.r_[off, grasp_dz], yaw, 0.25, tol=0.005,
-                         max_steps=20)
-    yield from m.hold(1.0, 5, yaw)
+    for attempt in range(PICK_ATTEMPTS):
+        yaw = m.aligned_yaw(quat_yaw(m.sim.object_pose(obj)[1]))
+        yield from m.transport(lambda: m.obj(obj)[:2] + off, m.obj(obj)[2] + approach, yaw, 0.25,
+                               tol=0.012)
+        yield from m.move_to(lambda: m.obj(obj) + np.r_[off, grasp_dz], yaw, 0.25, tol=0.005,
+                             max_steps=20)
+        yield from m.hold(1.0, 5, yaw)
+        if P.holder(m.sim, obj) == m.arm or attempt == PICK_ATTEMPTS - 1:
+            break
+        yield from m.hold(0.25, 3, yaw)  # missed: open before rising for another try
     top = m.tcp()[0] + np.r_[0.0, 0.0, m.rng.uniform(0.12, 0.16)]
     yield from m.move_to(top, yaw, 1.0, tol=0.01, max_steps=20)
 

@@ -32,6 +32,13 @@ TASKS: dict[str, TaskSpec] = {
         TaskSpec("drawer_store", (("open_drawer", ()), ("pick", ("$a",)),
                                   ("place", ("$a", "drawer")), ("close_drawer", ())),
                  "open the drawer, put a cube inside, close it", goal=(2, 3)),
+        # the shapes of benchmarks/long_horizon.py's instructions, for chained training data
+        TaskSpec("drawer_plate", (("open_drawer", ()), ("pick", ("$a",)), ("place", ("$a", "plate"))),
+                 "open the drawer, then put a cube on the plate", goal=(0, 2)),
+        TaskSpec("bowl_push", (("pick", ("$a",)), ("place", ("$a", "bowl")), ("push", ("$b",))),
+                 "one cube into the bowl, then push another to the zone", goal=(1, 2)),
+        TaskSpec("stack_push", (("pick", ("$a",)), ("stack", ("$a", "$b")), ("push", ("$c",))),
+                 "stack one cube on another, then push a third to the zone", goal=(1, 2)),
     )
 }
 

@@ -63,10 +63,20 @@ class TrainConfig:
     # on the rest) and graft them into one checkpoint: the action part then sees ~5x the
     # samples a joint run of the same wall-clock time gives it
     parallel_parts: bool = False
+    # The datasets whose camera frames the estimator trains on (None: all of `data`). Why: the
+    # estimator is the only part that reads a camera, and decoding every recorded video into
+    # the frame cache costs minutes per 100k frames, while a few thousand episodes of images
+    # are more than its training budget gets through. Normalization still uses all of `data`.
+    estimator_data: list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.parallel_parts and self.part != "all":
             raise ValueError("parallel_parts trains both parts itself; leave part='all'")
+        if self.estimator_data is not None:
+            norm = {str(Path(d).resolve()) for d in self.data}
+            stray = [d for d in self.estimator_data if str(Path(d).resolve()) not in norm]
+            if stray or not self.estimator_data:
+                raise ValueError(f"estimator_data must be a non-empty subset of data; not in data: {stray}")
         for part in ("action", "estimator") if self.parallel_parts else (self.part,):
             check_part(self.policy, part)
 
@@ -127,8 +137,12 @@ def build_datasets(cfg: TrainConfig) -> tuple[ConcatDataset, ConcatDataset | Non
         stats[key] = s.to_dict()
     # the action part reads the true object state (noised), never a camera: decode none
     wc = WindowConfig(horizon=pc.horizon, cameras=[] if cfg.part == "action" else list(pc.cameras))
+    own = None if cfg.part != "estimator" or cfg.estimator_data is None else \
+        {str(Path(d).resolve()) for d in cfg.estimator_data}
     train, val = [], []
     for i, r in enumerate(readers):
+        if own is not None and str(Path(r.root).resolve()) not in own:
+            continue
         eps = list(r.episode_indices)
         tr, va = _split(len(eps), cfg.val_fraction, cfg.seed + i)
         train.append(WindowDataset(r, wc, episodes=[eps[j] for j in tr]))

@@ -4,6 +4,11 @@ Worker processes roll out episodes and stage each finished one atomically; the m
 consolidates the staged episodes into v3 files at the start (leftovers of an interrupted
 run), at the end, and on Ctrl-C. Re-running the same command resumes: seeds already in the
 dataset (or staged) are skipped and only the missing episodes are recorded.
+
+With a multi-step `task` (body/tasks.py) the experts run the whole chain and each step is
+stored as its own episode of its skill, under that step's instruction. Why: a skill that
+only ever saw its own start states meets another skill's end state in a long-horizon plan
+(a pick right after opening the drawer, a push whose target lies across the table).
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from embodia.body.disturbances import slip_from_grasp
 from embodia.body.embodiments import get_embodiment
 from embodia.body.sim import Simulation
 from embodia.body.skills import get_skill
+from embodia.body.tasks import get_task
 from embodia.data.writer import STAGING, DatasetWriter, EpisodeBuffer, stage_episode
 
 
@@ -26,6 +33,7 @@ class CollectConfig:
     out: Path
     embodiment: str = "arm7"
     skill: str = "pick"
+    task: str | None = None  # a multi-step task instead of `skill`: one episode per step
     arm: str | None = None
     episodes: int = 10
     seed_start: int = 0
@@ -42,10 +50,25 @@ class CollectConfig:
     # recorded labels show how to get back on track from states clean demonstrations never
     # visit (a hand 1-2 cm beside the cube), where a cloned policy otherwise drifts.
     perturb: float = 0.0
+    # Recovery demonstrations: the share of episodes in which, during a pick, the cube slides
+    # out of the fingers as they start to close (body/disturbances.py); the expert then
+    # opens and grasps again, and that re-grasp is recorded.
+    slip: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.perturb <= 0.05:
             raise ValueError(f"perturb must be in [0, 0.05] metres, got {self.perturb}")
+        if not 0.0 <= self.slip <= 1.0:
+            raise ValueError(f"slip is a share of episodes in [0, 1], got {self.slip}")
+        if self.task is not None:
+            get_task(self.task)
+        else:
+            get_skill(self.skill)
+
+    @property
+    def name(self) -> str:
+        """What the episode keys are named after: the task, or the skill."""
+        return self.task or self.skill
 
 
 @dataclass
@@ -60,23 +83,39 @@ class CollectReport:
 PERTURB_SEED_OFFSET = 2_000_029  # perturbation noise: a stream apart from the expert's own
 
 
-def episode_key(skill: str, arm: str, seed: int) -> str:
-    return f"{skill}-{arm}-{seed:08d}"
+def episode_key(name: str, arm: str, seed: int, step: int | None = None) -> str:
+    """`pick-main-00000012`; a task's steps: `drawer_store-main-00000012-1`."""
+    return f"{name}-{arm}-{seed:08d}" + ("" if step is None else f"-{step}")
+
+
+def seed_of(key: str, prefix: str) -> int | None:
+    """The seed of an episode key that starts with `prefix` (None for another name/arm)."""
+    if not key.startswith(prefix):
+        return None
+    head = key[len(prefix):].split("-", 1)[0]
+    return int(head) if head.isdigit() else None
 
 
 def _record_batch(cfg: dict, features: dict, seeds: list[int]) -> list[tuple[int, bool, int, bool]]:
-    """Worker: roll out `seeds`, stage the keepers. Returns (seed, success, length, kept)."""
+    """Worker: roll out `seeds`, stage the keepers. Returns (seed, success, frames kept, kept).
+
+    One loop for a skill (a plan of one step) and a task: a step's episode ends on the
+    frame its success first holds, as a single-skill episode does.
+    """
     import numpy as np
 
     from embodia.body.env import TabletopEnv
     from embodia.eval.rollout import ExpertAgent
 
-    env = TabletopEnv(embodiment=cfg["embodiment"], skill=cfg["skill"], arm=cfg["arm"],
-                      cameras=cfg["cameras"], image_size=cfg["image_size"],
-                      instruction_split=cfg["instruction_split"])
+    env = TabletopEnv(embodiment=cfg["embodiment"], skill=None if cfg["task"] else cfg["skill"],
+                      task=cfg["task"], arm=cfg["arm"], cameras=cfg["cameras"],
+                      image_size=cfg["image_size"], instruction_split=cfg["instruction_split"])
     emb = env.embodiment
-    moves = np.arange(emb.action_layout("ee_delta").dim)[emb.arm_action_slice("ee_delta", env.arm)][:3]
+    arm_dims = np.arange(emb.action_layout("ee_delta").dim)[emb.arm_action_slice("ee_delta", env.arm)]
+    moves, grip = arm_dims[:3], arm_dims[-1]
     low, high = env.action_space.low, env.action_space.high
+    staging = Path(cfg["out"]) / STAGING
+    name = cfg["task"] or cfg["skill"]
     out = []
     try:
         for seed in seeds:
@@ -85,9 +124,22 @@ def _record_batch(cfg: dict, features: dict, seeds: list[int]) -> list[tuple[int
             agent.reset(env, seed)
             rng = np.random.default_rng(seed + PERTURB_SEED_OFFSET)
             sigma = cfg["perturb"] * rng.uniform()
-            ep = EpisodeBuffer(task=info["instruction"], tier=cfg["tier"], skill=cfg["skill"], seed=seed)
+            slip = rng.uniform() < cfg["slip"]
+            episodes: list[tuple[int, EpisodeBuffer]] = []
+
+            def begin(i: int, seed: int = seed, episodes: list = episodes) -> EpisodeBuffer:
+                ep = EpisodeBuffer(task=env.instructions[i], tier=cfg["tier"], skill=env.plan[i][0], seed=seed)
+                episodes.append((i, ep))
+                return ep
+
+            ep = begin(0)
+            last_grip = 1.0
             while True:
+                index = env.step_index
                 action = agent.act(obs, env)
+                if slip and index < len(env.plan) and env.plan[index][0] == "pick" and action[grip] >= 0.5 > last_grip:
+                    slip = not slip_from_grasp(env.sim, env.arm, env.plan[index][1][0], rng)  # once
+                last_grip = action[grip]
                 executed = action
                 if sigma > 0:
                     executed = action.copy()
@@ -95,24 +147,29 @@ def _record_batch(cfg: dict, features: dict, seeds: list[int]) -> list[tuple[int
                 obs_before = obs
                 obs, _, term, trunc, info = env.step(executed)
                 # the label is what the expert meant; without perturbation, exactly what ran
-                ep.add(obs_before, info["action"] if sigma == 0 else np.clip(action, low, high))
+                if index < len(env.plan):
+                    ep.add(obs_before, info["action"] if sigma == 0 else np.clip(action, low, high))
+                if env.step_index > index and env.step_index < len(env.plan):
+                    ep = begin(env.step_index)
                 if term or trunc:
                     break
-            ep.success = bool(info["success"])
-            keep = ep.success or cfg["keep_failures"]
-            if keep:
-                stage_episode(Path(cfg["out"]) / STAGING, features,
-                              ep, episode_key(cfg["skill"], env.arm, seed))
-            out.append((seed, ep.success, len(ep), keep))
+            frames, kept = 0, False
+            for i, step_ep in episodes:
+                step_ep.success = env.step_index > i  # the step's own success held
+                if len(step_ep) and (step_ep.success or cfg["keep_failures"]):
+                    stage_episode(staging, features, step_ep,
+                                  episode_key(name, env.arm, seed, i if cfg["task"] else None))
+                    frames, kept = frames + len(step_ep), True
+            out.append((seed, bool(info["success"]), frames, kept))
     finally:
         env.close()
     return out
 
 
 def collect(cfg: CollectConfig, progress: Callable[[int, int], None] | None = None) -> CollectReport:
-    """Record until the dataset holds `cfg.episodes` episodes of this skill/arm from seeds
-    `seed_start...`; `progress(done, total)` is called as episodes are kept."""
-    get_skill(cfg.skill)
+    """Record until the dataset holds `cfg.episodes` episodes of this skill/arm (a task: seeds
+    with at least one step kept) from seeds `seed_start...`; `progress(done, total)` is
+    called as episodes are kept."""
     spec = get_embodiment(cfg.embodiment)
     arm = spec.arm(cfg.arm).name
     cameras = list(cfg.cameras) if cfg.cameras is not None else [c.name for c in spec.cameras]
@@ -120,9 +177,8 @@ def collect(cfg: CollectConfig, progress: Callable[[int, int], None] | None = No
                            env_state_names=Simulation(spec).environment_state_names())
     writer.consolidate()  # leftovers of an interrupted run
     existing = writer.recorded_keys()
-    prefix = f"{cfg.skill}-{arm}-"
-    have = sorted(int(k[len(prefix):]) for k in existing if k.startswith(prefix)
-                  and int(k[len(prefix):]) >= cfg.seed_start)
+    prefix = episode_key(cfg.name, arm, 0)[:-8]
+    have = sorted({s for s in (seed_of(k, prefix) for k in existing) if s is not None and s >= cfg.seed_start})
     report = CollectReport(already_present=len(have))
     need = cfg.episodes - len(have)
     if progress:
@@ -162,7 +218,7 @@ def collect(cfg: CollectConfig, progress: Callable[[int, int], None] | None = No
                         if progress:
                             progress(len(have) + len(kept), cfg.episodes)
                     elif keep:
-                        _drop_staged(writer, episode_key(cfg.skill, arm, seed))  # overshoot
+                        _drop_staged(writer, prefix, {seed})  # overshoot
                     else:
                         report.failed_skipped += 1
             missing = need - len(kept)
@@ -174,16 +230,16 @@ def collect(cfg: CollectConfig, progress: Callable[[int, int], None] | None = No
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         # keep only what we counted (a cancelled batch may have staged more)
-        for p in writer.staged():
-            if p.name.startswith(prefix) and int(p.name[len(prefix):]) not in set(kept) | set(have):
-                _drop_staged(writer, p.name)
+        counted = set(kept) | set(have)
+        _drop_staged(writer, prefix, {seed_of(p.name, prefix) for p in writer.staged()} - counted - {None})
         writer.consolidate()
     report.recorded = len(kept)
     report.seeds = sorted(kept)
     return report
 
 
-def _drop_staged(writer: DatasetWriter, key: str) -> None:
-    p = writer.staging / key
-    if p.exists():
-        shutil.rmtree(p)
+def _drop_staged(writer: DatasetWriter, prefix: str, seeds: set[int]) -> None:
+    """Remove the staged episodes (every step of a task) of these seeds."""
+    for p in writer.staged():
+        if seed_of(p.name, prefix) in seeds:
+            shutil.rmtree(p)
