@@ -68,11 +68,13 @@ def main() -> None:
     ap.add_argument("--embodiment", default="arm7")
     ap.add_argument("--execute", type=int, default=None, help="actions run per chunk")
     ap.add_argument("--no-rtc", action="store_true")
+    ap.add_argument("--no-retreat", action="store_true", help="retry a failed step from where the hand is")
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = ap.parse_args()
 
     brain = make_planner("symbolic", args.embodiment)
-    cerebellum, _ = make_cerebellum(args.policy, args.embodiment, rtc=not args.no_rtc, execute=args.execute)
+    cerebellum, _ = make_cerebellum(args.policy, args.embodiment, rtc=not args.no_rtc, execute=args.execute,
+                                    retreat=not args.no_retreat)
     config = RuntimeConfig(rtc=not args.no_rtc)
     episodes, per_skill = [], {}
     t0 = time.perf_counter()
@@ -85,10 +87,17 @@ def main() -> None:
         w = time.perf_counter()
         rep = run_instruction(instruction, seed, brain, cerebellum, args.embodiment, config=config)
         d = rep.to_dict()
+        tried = set()
         for s in d["steps"]:
-            k = per_skill.setdefault(s["skill"], {"executed": 0, "succeeded": 0})
+            k = per_skill.setdefault(s["skill"], {"executed": 0, "succeeded": 0, "first_tries": 0,
+                                                  "first_tries_succeeded": 0})
+            ok = int(bool(s.get("effects_ok", s["success"])))
             k["executed"] += 1
-            k["succeeded"] += int(bool(s.get("effects_ok", s["success"])))
+            k["succeeded"] += ok
+            if (s["skill"], tuple(s["args"])) not in tried:  # this step's first execution in the episode
+                tried.add((s["skill"], tuple(s["args"])))
+                k["first_tries"] += 1
+                k["first_tries_succeeded"] += ok
         first_try = all(s.get("attempt", 1) == 1 and s.get("effects_ok", s["success"]) for s in d["steps"])
         episodes.append({"seed": seed, "instruction": instruction, "success": d["success"],
                          "steps_planned": len(d["plan"]["steps"]) if d["plan"] else 0,
@@ -110,6 +119,7 @@ def main() -> None:
     result = {
         "benchmark": "long_horizon", "policy": args.policy, "policy_name": cerebellum.name,
         "embodiment": args.embodiment, "seed_start": args.seed_start, "rtc": not args.no_rtc,
+        "retreat_on_retry": not args.no_retreat,
         "clock": "lockstep", "target_success_rate": 0.7, **summary,
         "saved_by_retry": sum(e["saved_by_retry"] for e in episodes),
         "saved_by_replan": sum(e["saved_by_replan"] for e in episodes),

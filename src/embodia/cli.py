@@ -41,6 +41,9 @@ def eval_cmd(
         min=0.0, help="learned flow policy: scale of the sampling noise (default: the checkpoint's)")] = None,
     privileged_state: Annotated[bool, typer.Option(
         help="analysis only: feed the simulator's true object state instead of the estimator's")] = False,
+    temporal_ensemble: Annotated[float | None, typer.Option(
+        min=0.0, help="learned policy: a chunk every step, overlapping chunks blended with ACT's "
+                      "exp(-k*i) weights (default: the checkpoint's; receding horizon if unset)")] = None,
 ) -> None:
     """Run seeded episodes and report success rate (Wilson 95%) and episode length."""
     from embodia.body.embodiments import get_embodiment
@@ -60,6 +63,8 @@ def eval_cmd(
         learned.cfg.n_action_steps = n_action_steps or learned.cfg.n_action_steps
         if flow_temperature is not None:
             learned.cfg.flow_temperature = flow_temperature
+        if temporal_ensemble is not None:
+            learned.cfg.temporal_ensemble = temporal_ensemble
         if privileged_state:
             if learned.object_state is None:
                 _fail(f"{policy} has no object state input to replace")
@@ -88,7 +93,7 @@ def eval_cmd(
     if policy != "expert":  # what the checkpoint ran with, overrides included
         c = learned.cfg
         report["inference"] = {"n_action_steps": c.n_action_steps, "flow_temperature": c.flow_temperature,
-                               "object_state": c.env_state_input}
+                               "object_state": c.env_state_input, "temporal_ensemble": c.temporal_ensemble}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=as_json) as bar:
         for kind, name in runs:

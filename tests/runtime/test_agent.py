@@ -57,6 +57,62 @@ class FlakyExpert(ExpertChunkPolicy):
         return np.zeros_like(a) if self.steps == 1 else a
 
 
+def test_the_runtime_is_told_which_attempt_a_step_is(monkeypatch):
+    from embodia.runtime.lockstep import LockstepRuntime
+
+    attempts = []
+    run_step = LockstepRuntime.run_step
+
+    def spy(self, skill, args, instruction, arm, timeout_s, attempt=1):
+        attempts.append((skill, attempt))
+        return run_step(self, skill, args, instruction, arm, timeout_s, attempt)
+
+    monkeypatch.setattr(LockstepRuntime, "run_step", spy)
+    body = make_body("arm7", 4)
+    rep, _ = EmbodiedAgent(make_planner("symbolic", "arm7"), FlakyExpert(), body).run(
+        "put the red cube in the bowl", 4)
+    body.env.close()
+    assert rep.success and attempts == [("pick", 1), ("pick", 2), ("place", 1)]
+
+
+def test_a_retried_step_first_lifts_the_hand_clear():
+    """Attempt 2 of a step: the learned policy's first chunk is a straight lift to the
+    clearance height with the gripper open (pick), and the hand really rises; attempt 1
+    runs the network from where the hand is."""
+    from embodia.runtime.lockstep import LockstepRuntime
+    from embodia.runtime.policies import LearnedChunkPolicy, retreat_chunk
+    from tests.runtime.conftest import tiny_policy
+
+    policy = LearnedChunkPolicy(tiny_policy(), retreat_clearance=0.4)
+    chunks = []
+    infer = policy.infer
+
+    def spy(obs, prefix=None, frozen=0):
+        chunks.append(infer(obs, prefix, frozen))
+        return chunks[-1]
+
+    policy.infer = spy
+    body = make_body("arm7", 4, cameras=("front", "wrist"), image_size=32)
+    cube = body.env.plan[0][1]
+    rt = LockstepRuntime(body, policy)
+    rt.start(4)
+    rt.run_step("pick", cube, "pick up the red cube", "main", 0.3)
+    assert np.abs(chunks[0][:, 2]).max() > 0 and chunks[0][:, 0].any()  # the network's own moves
+    chunks.clear()
+    z0 = body.sim.tcp_pose("main")[0][2]
+    rt.run_step("pick", cube, "pick up the red cube", "main", 0.3, attempt=2)
+    z1 = body.sim.tcp_pose("main")[0][2]
+    body.env.close()
+    first = chunks[0]
+    assert not first[:, [0, 1, 3, 4, 5]].any() and (first[:, 6] == 0.0).all()
+    assert first[:, 2].sum() == pytest.approx(min(0.4 - z0, 0.04 * len(first)), abs=0.01)
+    assert first[:, 2].max() <= 0.04 + 1e-6
+    assert z1 - z0 > 0.06  # three 4 cm slots ran (interpolation lags a little)
+    # place and stack keep the object: the gripper stays closed
+    state = np.zeros(len(body.embodiment.state_names), np.float32)
+    assert (retreat_chunk("arm7", "main", "place", state, 8, 0.15)[:, 6] == 1.0).all()
+
+
 def test_the_monitor_retries_a_failed_step_and_the_episode_is_saved():
     body = make_body("arm7", 4)
     rep, _ = EmbodiedAgent(make_planner("symbolic", "arm7"), FlakyExpert(), body).run(

@@ -22,7 +22,7 @@ from embodia.body.rendering import SceneRenderer
 from embodia.body.scene_graph import SceneGraph, build_scene_graph
 from embodia.body.sim import Simulation
 from embodia.body.start_states import sample_start
-from embodia.body.tasks import bind, get_task
+from embodia.body.tasks import bind, get_task, task_placeholders
 
 SETTLE_STEPS = 10  # control steps a finished plan gets for its goals to come to rest
 TEXT_CHARSET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,.'-_"
@@ -114,8 +114,11 @@ class TabletopEnv(gym.Env):
             self.plan = [(skill, args)]
         elif self.task_spec is not None and "skill" not in opts:
             first = self.task_spec.steps[0][0]
-            sample_start(self.sim, first, rng, arm=arm, args=())
-            cubes = [n for n in self.sim.active if self.sim.catalogue[n].cls == "cube"]
+            for _ in range(20):  # a scene with as many cubes as the task names
+                sample_start(self.sim, first, rng, arm=arm, args=())
+                cubes = [n for n in self.sim.active if self.sim.catalogue[n].cls == "cube"]
+                if len(cubes) >= len(task_placeholders(self.task_spec)):
+                    break
             self.plan = bind(self.task_spec, cubes, rng)
         else:
             if skill is None:

@@ -49,9 +49,14 @@ def get_task(name: str) -> TaskSpec:
     return TASKS[name]
 
 
+def task_placeholders(task: TaskSpec) -> list[str]:
+    """The task's distinct cube placeholders ($a, $b, ...)."""
+    return sorted({a for _, args in task.steps for a in args if a.startswith("$")})
+
+
 def bind(task: TaskSpec, cubes: list[str], rng: np.random.Generator) -> list[tuple[str, tuple[str, ...]]]:
     """Replace the $a/$b placeholders with distinct cubes present in the scene."""
-    names = sorted({a for _, args in task.steps for a in args if a.startswith("$")})
+    names = task_placeholders(task)
     if len(cubes) < len(names):
         raise ValueError(f"task {task.name!r} needs {len(names)} cubes, the scene has {len(cubes)}")
     picked = list(rng.permutation(cubes)[: len(names)])

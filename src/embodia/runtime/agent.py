@@ -40,7 +40,7 @@ class Runtime(Protocol):
     def start(self, seed: int) -> None: ...
 
     def run_step(self, skill: str, args: tuple[str, ...], instruction: str, arm: str,
-                 timeout_s: float) -> StepRecord: ...
+                 timeout_s: float, attempt: int = 1) -> StepRecord: ...
 
     def scene_graph(self) -> SceneGraph: ...
 
@@ -120,8 +120,13 @@ class StackExecutor:
 
     def execute(self, step: PlanStep) -> SceneGraph:
         budget = S.get_skill(step.skill).max_steps / self.rate
+        attempt = 1  # the same step right after its own failure (a retry, or a replan's first step)
+        for r in reversed(self.records):
+            if r.success or (r.skill, tuple(r.args)) != (step.skill, tuple(step.args)):
+                break
+            attempt += 1
         rec = self.runtime.run_step(step.skill, tuple(step.args), step.instruction,
-                                    step.arm or self.default_arm, budget)
+                                    step.arm or self.default_arm, budget, attempt)
         self.records.append(rec)
         return self.runtime.scene_graph()
 
@@ -207,10 +212,11 @@ def make_body(embodiment: str = "arm7", seed: int = 0, start: str = "pick",
 
 
 def make_cerebellum(policy: str, embodiment: str = "arm7", rtc: bool = True,
-                    execute: int | None = None, fallback_expert: bool = False
+                    execute: int | None = None, fallback_expert: bool = False, retreat: bool = True
                     ) -> tuple[ChunkPolicy, list[str]]:
     """'expert' or a checkpoint folder. With `fallback_expert`, a checkpoint that cannot be
-    loaded gives the scripted experts and a notice saying so (never silently)."""
+    loaded gives the scripted experts and a notice saying so (never silently). `retreat`: a
+    retried step first lifts the hand clear (`policies.retreat_chunk`)."""
     from embodia.body.embodiments import get_embodiment
 
     rate = get_embodiment(embodiment).control_rate_hz
@@ -225,7 +231,7 @@ def make_cerebellum(policy: str, embodiment: str = "arm7", rtc: bool = True,
             raise
         return ExpertChunkPolicy(embodiment, rate), [
             f"could not load the policy checkpoint {policy}: {e}; running the scripted experts instead"]
-    return LearnedChunkPolicy(learned, rtc=rtc, execute=execute), []
+    return LearnedChunkPolicy(learned, rtc=rtc, execute=execute, retreat_clearance=0.15 if retreat else None), []
 
 
 def run_instruction(instruction: str, seed: int, brain: Planner, cerebellum: ChunkPolicy,

@@ -87,9 +87,9 @@ class LockstepRuntime:
 
     # ------------------------------------------------------------------ one step
     def run_step(self, skill: str, args: tuple[str, ...], instruction: str, arm: str,
-                 timeout_s: float) -> StepRecord:
+                 timeout_s: float, attempt: int = 1) -> StepRecord:
         self._step_id += 1
-        cmd = SkillCommand(self._step_id, skill, tuple(args), instruction, arm, timeout_s)
+        cmd = SkillCommand(self._step_id, skill, tuple(args), instruction, arm, timeout_s, attempt)
         origin = self.clock.now()
         self.control.start_step(cmd.step_id, origin, self.policy.dt, self.body.read_joints())
         self.perception.start_step(cmd, origin)

@@ -58,6 +58,7 @@ class SkillCommand:
     instruction: str  # the text the cerebellum is conditioned on
     arm: str
     timeout_s: float
+    attempt: int = 1  # 2, 3...: this very step just failed and is tried again
 
 
 @dataclass(frozen=True)

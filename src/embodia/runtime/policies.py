@@ -16,6 +16,32 @@ from embodia.runtime.body import SimBody
 from embodia.runtime.messages import Observation, SkillCommand
 
 POLICY_SEED_OFFSET = 1_000_003  # as eval/rollout.py: policy randomness apart from scene seeds
+HOLDING_SKILLS = ("place", "stack")  # skills that start with the object in the hand
+
+
+def retreat_chunk(embodiment: str, arm: str, skill: str, state: np.ndarray, horizon: int,
+                  clearance: float) -> np.ndarray:
+    """`ee_delta` actions that lift `arm`'s hand straight up until it is `clearance` metres
+    above the table, the gripper as the skill starts (closed on the object for place and
+    stack, open otherwise), then hold.
+
+    Why: a learned skill starts from a hand in free space, as every demonstration did. A
+    retry from where the failed attempt stopped (fingers closed beside the cube, the hand
+    still at the drawer handle) starts from a state no demonstration started from, and a
+    deterministic policy tends to repeat the same failure there."""
+    from embodia.body.embodiments import get_embodiment
+
+    emb = get_embodiment(embodiment)
+    dims = emb.arm_action_slice("ee_delta", arm)
+    z = float(state[emb.state_names.index(f"{arm}.ee_z")])
+    step = 0.8 * emb.max_ee_translation
+    chunk = np.zeros((horizon, emb.action_layout("ee_delta").dim), np.float32)
+    for k in range(horizon):
+        lift = float(np.clip(clearance - z, 0.0, step))
+        chunk[k, dims.start + 2] = lift
+        z += lift
+    chunk[:, dims.stop - 1] = 1.0 if skill in HOLDING_SKILLS else 0.0
+    return chunk
 
 
 class ChunkPolicy(Protocol):
@@ -74,7 +100,8 @@ class ExpertChunkPolicy:
 class LearnedChunkPolicy:
     """A `VLAPolicy` checkpoint: chunks of `horizon`, `execute` of them run per chunk."""
 
-    def __init__(self, policy, rtc: bool = True, execute: int | None = None) -> None:
+    def __init__(self, policy, rtc: bool = True, execute: int | None = None,
+                 retreat_clearance: float | None = 0.15) -> None:
         import torch
 
         from embodia.cerebellum.config import PolicyConfig
@@ -91,6 +118,9 @@ class LearnedChunkPolicy:
         self.cameras, self.image_size = tuple(cfg.cameras), cfg.image_size
         self.supports_rtc = rtc and cfg.head == "flow"
         self._generator = torch.Generator().manual_seed(0)
+        # a retried step first lifts the hand clear (retreat_chunk); None: retry from where it is
+        self.retreat_clearance = retreat_clearance if self.space == "ee_delta" else None
+        self._retreat: SkillCommand | None = None
 
     def start_episode(self, seed: int) -> None:
         self.policy.reset()
@@ -98,15 +128,21 @@ class LearnedChunkPolicy:
 
     def start_step(self, cmd: SkillCommand, body: SimBody) -> None:
         self.policy.reset()
+        self._retreat = cmd if cmd.attempt > 1 and self.retreat_clearance is not None else None
 
     def warmup(self, obs: Observation) -> None:
-        state = self._generator.get_state()
+        state, retreat, self._retreat = self._generator.get_state(), self._retreat, None
         self.infer(obs)  # the sentence model loads on first use; the generator is restored
         self._generator.set_state(state)
+        self._retreat = retreat
 
     def infer(self, obs: Observation, prefix: np.ndarray | None = None, frozen: int = 0) -> np.ndarray:
-        from embodia.cerebellum.policy import batch_from_obs
+        from embodia.cerebellum.policy import STATE, batch_from_obs
 
+        if self._retreat is not None:  # the first chunk of a retried step
+            cmd, self._retreat = self._retreat, None
+            return retreat_chunk(self.embodiment, cmd.arm, cmd.skill, np.asarray(obs.data[STATE]),
+                                 self.horizon, self.retreat_clearance)
         batch = batch_from_obs(obs.data, self.cfg)
         if self.supports_rtc and prefix is not None and len(prefix):
             from embodia.runtime.rtc import rtc_predict_chunk

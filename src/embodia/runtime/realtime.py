@@ -334,10 +334,10 @@ class RealtimeRuntime:
                 return payload
 
     def run_step(self, skill: str, args: tuple[str, ...], instruction: str, arm: str,
-                 timeout_s: float) -> StepRecord:
+                 timeout_s: float, attempt: int = 1) -> StepRecord:
         assert self.perception is not None and self.inference is not None, "start() first"
         self._step_id += 1
-        cmd = SkillCommand(self._step_id, skill, tuple(args), instruction, arm, timeout_s)
+        cmd = SkillCommand(self._step_id, skill, tuple(args), instruction, arm, timeout_s, attempt)
         dt = self.policy.dt
         self.inference.cancel(before_step=cmd.step_id)
         origin = self.clock.now() + 0.02  # both sides agree on the slot grid before it starts
