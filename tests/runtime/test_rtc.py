@@ -24,6 +24,7 @@ def _batch(policy, seed: int = 0):
 def test_weights():
     assert inpaint_weights(6, 4, 2).tolist() == pytest.approx([1, 1, 2 / 3, 1 / 3, 0, 0])
     assert inpaint_weights(4, 0, 0).tolist() == [0, 0, 0, 0]
+    assert inpaint_weights(6, 4, 2, soft=False).tolist() == [1, 1, 0, 0, 0, 0]  # the runtime's default
     with pytest.raises(ValueError):
         inpaint_weights(4, 2, 3)
 
@@ -64,3 +65,17 @@ def test_rtc_needs_the_flow_head():
     policy = tiny_policy(head="tokens")
     with pytest.raises(ValueError, match="flow head"):
         rtc_predict_chunk(policy, _batch(policy), np.zeros((2, 7), np.float32), 1)
+
+
+def test_hard_only_continuation_keeps_the_committed_actions_and_plans_the_rest_afresh():
+    """soft=False: the committed actions exactly; the rest is not pulled toward the old
+    chunk, so it stays nearer the policy's fresh plan than the soft continuation does."""
+    policy = tiny_policy()
+    policy.cfg.flow_temperature = 0.0
+    batch = _batch(policy)
+    fresh = policy.predict_chunk(batch)[0].numpy()
+    prefix = np.full((6, 7), 0.03, np.float32)
+    hard = rtc_predict_chunk(policy, batch, prefix, 2, torch.Generator().manual_seed(0), soft=False)[0].numpy()
+    soft = rtc_predict_chunk(policy, batch, prefix, 2, torch.Generator().manual_seed(0), soft=True)[0].numpy()
+    np.testing.assert_allclose(hard[:2], prefix[:2])
+    assert np.abs(hard[2:] - fresh[2:]).max() < np.abs(soft[2:] - fresh[2:]).max()

@@ -101,7 +101,7 @@ class LearnedChunkPolicy:
     """A `VLAPolicy` checkpoint: chunks of `horizon`, `execute` of them run per chunk."""
 
     def __init__(self, policy, rtc: bool = True, execute: int | None = None,
-                 retreat_clearance: float | None = 0.15) -> None:
+                 retreat_clearance: float | None = 0.15, rtc_soft: bool = False) -> None:
         import torch
 
         from embodia.cerebellum.config import PolicyConfig
@@ -117,6 +117,7 @@ class LearnedChunkPolicy:
             raise ValueError(f"execute must be in 1..{self.horizon}, got {self.execute}")
         self.cameras, self.image_size = tuple(cfg.cameras), cfg.image_size
         self.supports_rtc = rtc and cfg.head == "flow"
+        self.rtc_soft = rtc_soft  # also pull the uncommitted overlap toward the old chunk (rtc.py)
         self._generator = torch.Generator().manual_seed(0)
         # a retried step first lifts the hand clear (retreat_chunk); None: retry from where it is
         self.retreat_clearance = retreat_clearance if self.space == "ee_delta" else None
@@ -147,7 +148,7 @@ class LearnedChunkPolicy:
         if self.supports_rtc and prefix is not None and len(prefix):
             from embodia.runtime.rtc import rtc_predict_chunk
 
-            chunk = rtc_predict_chunk(self.policy, batch, prefix, frozen, self._generator)
+            chunk = rtc_predict_chunk(self.policy, batch, prefix, frozen, self._generator, self.rtc_soft)
         else:
             self.policy._generator = self._generator
             chunk = self.policy.predict_chunk(batch)

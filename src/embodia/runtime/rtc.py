@@ -7,8 +7,14 @@ while the new chunk is being computed, the robot keeps executing the old one, so
 (x_t = t * noise + (1 - t) * action, integrated from t = 1 to 0) the committed part of x_t is
 replaced by where the straight flow path through the committed actions is at time t; the
 rest of the overlap with the old chunk is pulled toward it with weights decaying linearly
-to 0, and the new tail is free. The result starts exactly with the committed actions and
-bends smoothly into the policy's fresh plan instead of jumping at the boundary.
+to 0 (`soft`), and the new tail is free. The result starts exactly with the committed
+actions and bends smoothly into the policy's fresh plan instead of jumping at the boundary.
+
+The runtime uses the hard part only (`LearnedChunkPolicy(rtc_soft=False)`, the default):
+the soft pull ties the new chunk to a plan made 0.8 s earlier from an older observation, and
+measured, it costs the learned skills their corrections (benchmarks/long_horizon.py with
+checkpoints/arm7_flow v4: 0/30 with the soft pull, 6/30 without; open_drawer succeeded on
+7 of 19 first tries against 14 of 19; docs/results.md).
 
 Written against the cerebellum's public pieces (`policy.prefix`, `head.memory_kv`,
 `head.velocity`, the normalizer) without touching them.
@@ -25,24 +31,24 @@ from embodia.cerebellum.heads.flow import FlowHead
 from embodia.cerebellum.policy import ACTION, VLAPolicy
 
 
-def inpaint_weights(horizon: int, n_prefix: int, frozen: int) -> np.ndarray:
-    """1 for the frozen actions, then linear decay to 0 across the rest of the prefix,
-    0 beyond it."""
+def inpaint_weights(horizon: int, n_prefix: int, frozen: int, soft: bool = True) -> np.ndarray:
+    """1 for the frozen actions, then (`soft`) linear decay to 0 across the rest of the
+    prefix, 0 beyond it."""
     if not 0 <= frozen <= n_prefix:
         raise ValueError(f"need 0 <= frozen ({frozen}) <= prefix length ({n_prefix})")
     n_prefix = min(n_prefix, horizon)
     frozen = min(frozen, n_prefix)
     w = np.zeros(horizon, dtype=np.float32)
     w[:frozen] = 1.0
-    soft = n_prefix - frozen
-    if soft > 0:
-        w[frozen:n_prefix] = np.linspace(1.0, 0.0, soft + 2, dtype=np.float32)[1:-1]
+    n_soft = n_prefix - frozen
+    if soft and n_soft > 0:
+        w[frozen:n_prefix] = np.linspace(1.0, 0.0, n_soft + 2, dtype=np.float32)[1:-1]
     return w
 
 
 @torch.no_grad()
 def continue_chunk(head: FlowHead, memory: torch.Tensor, prefix: torch.Tensor, frozen: int,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
+                   generator: torch.Generator | None = None, soft: bool = True) -> torch.Tensor:
     """Euler integration with inpainting. `prefix` [B, P, D] is in normalized action space;
     returns [B, H, D] normalized, whose first `frozen` actions equal the prefix."""
     cfg = head.cfg
@@ -54,7 +60,7 @@ def continue_chunk(head: FlowHead, memory: torch.Tensor, prefix: torch.Tensor, f
     noise = head.source(mem, cfg.flow_temperature * torch.randn(b, horizon, dim, generator=generator).to(memory))
     target = torch.zeros_like(noise)
     target[:, :p] = prefix[:, :p].to(memory)
-    w = torch.from_numpy(inpaint_weights(horizon, p, min(frozen, p))).to(memory)[None, :, None]
+    w = torch.from_numpy(inpaint_weights(horizon, p, min(frozen, p), soft)).to(memory)[None, :, None]
     x = noise
     n = cfg.flow_steps
     dt = -1.0 / n
@@ -68,7 +74,7 @@ def continue_chunk(head: FlowHead, memory: torch.Tensor, prefix: torch.Tensor, f
 
 
 def rtc_predict_chunk(policy: VLAPolicy, batch: dict[str, Any], prefix: np.ndarray, frozen: int,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
+                      generator: torch.Generator | None = None, soft: bool = True) -> torch.Tensor:
     """`policy.predict_chunk(batch)` continued from `prefix` [P, D] (robot units) of which the
     first `frozen` actions are committed. Returns [1, H, D] in robot units."""
     if not isinstance(policy.head, FlowHead):
@@ -77,7 +83,7 @@ def rtc_predict_chunk(policy: VLAPolicy, batch: dict[str, Any], prefix: np.ndarr
     with torch.inference_mode():  # as predict_chunk: less per-op overhead than no_grad on CPU
         memory = policy.memory(batch)
         y = policy.normalizer.normalize(ACTION, committed[None])
-        x = continue_chunk(policy.head, memory, y, frozen, generator)
+        x = continue_chunk(policy.head, memory, y, frozen, generator, soft)
         out = policy.normalizer.unnormalize(ACTION, x)
     out = out.clone()
     if frozen:  # exact committed actions (normalizing clips to q01..q99, which cannot come back)
