@@ -96,6 +96,11 @@ def seed_of(key: str, prefix: str) -> int | None:
     return int(head) if head.isdigit() else None
 
 
+def _step_buffer(env, i: int, tier: str, seed: int) -> EpisodeBuffer:
+    """An empty episode for step i of the env's plan, under that step's instruction."""
+    return EpisodeBuffer(task=env.instructions[i], tier=tier, skill=env.plan[i][0], seed=seed)
+
+
 def _record_batch(cfg: dict, features: dict, seeds: list[int]) -> list[tuple[int, bool, int, bool]]:
     """Worker: roll out `seeds`, stage the keepers. Returns (seed, success, frames kept, kept).
 
@@ -125,14 +130,8 @@ def _record_batch(cfg: dict, features: dict, seeds: list[int]) -> list[tuple[int
             rng = np.random.default_rng(seed + PERTURB_SEED_OFFSET)
             sigma = cfg["perturb"] * rng.uniform()
             slip = rng.uniform() < cfg["slip"]
-            episodes: list[tuple[int, EpisodeBuffer]] = []
-
-            def begin(i: int, seed: int = seed, episodes: list = episodes) -> EpisodeBuffer:
-                ep = EpisodeBuffer(task=env.instructions[i], tier=cfg["tier"], skill=env.plan[i][0], seed=seed)
-                episodes.append((i, ep))
-                return ep
-
-            ep = begin(0)
+            episodes = [(0, _step_buffer(env, 0, cfg["tier"], seed))]
+            ep = episodes[0][1]
             last_grip = 1.0
             while True:
                 index = env.step_index
@@ -150,7 +149,8 @@ def _record_batch(cfg: dict, features: dict, seeds: list[int]) -> list[tuple[int
                 if index < len(env.plan):
                     ep.add(obs_before, info["action"] if sigma == 0 else np.clip(action, low, high))
                 if env.step_index > index and env.step_index < len(env.plan):
-                    ep = begin(env.step_index)
+                    ep = _step_buffer(env, env.step_index, cfg["tier"], seed)
+                    episodes.append((env.step_index, ep))
                 if term or trunc:
                     break
             frames, kept = 0, False
