@@ -26,7 +26,7 @@ from embodia.runtime.body import SimBody
 from embodia.runtime.layers import LayerSpec, RuntimeConfig
 from embodia.runtime.lockstep import LockstepRuntime
 from embodia.runtime.messages import Intervention, StepRecord
-from embodia.runtime.policies import ChunkPolicy, ExpertChunkPolicy, LearnedChunkPolicy
+from embodia.runtime.policies import RETREAT_CLEARANCE, ChunkPolicy, ExpertChunkPolicy, LearnedChunkPolicy
 
 DEFAULT_CHECKPOINT = "checkpoints/arm7_flow"
 
@@ -231,7 +231,7 @@ def make_cerebellum(policy: str, embodiment: str = "arm7", rtc: bool = True,
             raise
         return ExpertChunkPolicy(embodiment, rate), [
             f"could not load the policy checkpoint {policy}: {e}; running the scripted experts instead"]
-    return LearnedChunkPolicy(learned, rtc=rtc, execute=execute, retreat_clearance=0.15 if retreat else None), []
+    return LearnedChunkPolicy(learned, rtc=rtc, execute=execute, retreat_clearance=RETREAT_CLEARANCE if retreat else None), []
 
 
 def run_instruction(instruction: str, seed: int, brain: Planner, cerebellum: ChunkPolicy,

@@ -17,6 +17,7 @@ from embodia.runtime.messages import Observation, SkillCommand
 
 POLICY_SEED_OFFSET = 1_000_003  # as eval/rollout.py: policy randomness apart from scene seeds
 HOLDING_SKILLS = ("place", "stack")  # skills that start with the object in the hand
+RETREAT_CLEARANCE = 0.15  # m above the table a retried step's hand is lifted to first
 
 
 def retreat_chunk(embodiment: str, arm: str, skill: str, state: np.ndarray, horizon: int,
@@ -101,7 +102,7 @@ class LearnedChunkPolicy:
     """A `VLAPolicy` checkpoint: chunks of `horizon`, `execute` of them run per chunk."""
 
     def __init__(self, policy, rtc: bool = True, execute: int | None = None,
-                 retreat_clearance: float | None = 0.15, rtc_soft: bool = False) -> None:
+                 retreat_clearance: float | None = RETREAT_CLEARANCE, rtc_soft: bool = False) -> None:
         import torch
 
         from embodia.cerebellum.config import PolicyConfig
