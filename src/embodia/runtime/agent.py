@@ -26,7 +26,12 @@ from embodia.runtime.body import SimBody
 from embodia.runtime.layers import LayerSpec, RuntimeConfig
 from embodia.runtime.lockstep import LockstepRuntime
 from embodia.runtime.messages import Intervention, StepRecord
-from embodia.runtime.policies import RETREAT_CLEARANCE, ChunkPolicy, ExpertChunkPolicy, LearnedChunkPolicy
+from embodia.runtime.policies import (
+    RETREAT_CLEARANCE,
+    ChunkPolicy,
+    ExpertChunkPolicy,
+    LearnedChunkPolicy,
+)
 
 DEFAULT_CHECKPOINT = "checkpoints/arm7_flow"
 
