@@ -44,6 +44,9 @@ def eval_cmd(
     temporal_ensemble: Annotated[float | None, typer.Option(
         min=0.0, help="learned policy: a chunk every step, overlapping chunks blended with ACT's "
                       "exp(-k*i) weights (default: the checkpoint's; receding horizon if unset)")] = None,
+    occlusion_hold: Annotated[bool | None, typer.Option(
+        help="learned policy: objects the hand hides keep their last seen position "
+             "(default: the checkpoint's)")] = None,
 ) -> None:
     """Run seeded episodes and report success rate (Wilson 95%) and episode length."""
     from embodia.body.embodiments import get_embodiment
@@ -65,6 +68,8 @@ def eval_cmd(
             learned.cfg.flow_temperature = flow_temperature
         if temporal_ensemble is not None:
             learned.cfg.temporal_ensemble = temporal_ensemble
+        if occlusion_hold is not None:
+            learned.cfg.occlusion_hold = occlusion_hold
         if privileged_state:
             if learned.object_state is None:
                 _fail(f"{policy} has no object state input to replace")
@@ -284,6 +289,9 @@ def collect(
     slip: Annotated[float, typer.Option(
         min=0.0, max=1.0, help="share of episodes where the cube slips out of the closing fingers "
                                "during a pick, so the expert's re-grasp is recorded")] = 0.0,
+    recover_from: Annotated[str | None, typer.Option(
+        help="a checkpoint that acts first; once it misses, the expert takes over and only the "
+             "expert's recovery is recorded (pick; DAgger-style)")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Record scripted-expert episodes into a LeRobot-v3 dataset (resumable, parallel)."""
@@ -296,7 +304,7 @@ def collect(
                             episodes=episodes, seed_start=seed_start, workers=workers,
                             cameras=tuple(cameras.split(",")) if cameras else None,
                             image_size=image_size, tier=tier, keep_failures=keep_failures,
-                            perturb=perturb, slip=slip)
+                            perturb=perturb, slip=slip, recover_from=recover_from)
         with Progress(TextColumn(f"collect {cfg.name}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=err) as bar:
             task = bar.add_task("", total=episodes)

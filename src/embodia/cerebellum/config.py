@@ -64,6 +64,9 @@ class PolicyConfig:
     # inference only: the sampling noise is scaled by this (1 = as trained; lower trades
     # diversity for precision, as a sampling temperature)
     flow_temperature: float = 1.0
+    # inference only: an object the hand hides from the front camera keeps the position it was
+    # last seen at (cerebellum/occlusion_hold.py)
+    occlusion_hold: bool = False
     token_bins: int = 256
     control_rate_hz: float = 10.0
     # bring your own VLM: a local Hugging Face model folder whose vision tower replaces the

@@ -86,6 +86,15 @@ class ObjectState:
         raw = torch.cat([raw, torch.zeros_like(raw[:, :1])], dim=-1)
         return raw[:, self._xyz]
 
+    def with_position(self, feats: torch.Tensor, obj: int, xyz: torch.Tensor) -> torch.Tensor:
+        """A copy of features [B, E + G] with object `obj` (of `object_groups(names)`) at `xyz`
+        metres, the inverse of `positions` for that object."""
+        out = feats.clone()
+        for axis, d in enumerate(self._xyz[obj].tolist()):
+            if d < len(self.names):
+                out[:, d] = (xyz[axis] - self.mean[d]) / self.std[d]
+        return out
+
     def group_presence(self, feats: torch.Tensor) -> torch.Tensor:
         """[B, O] presence of every object group (1 for those without a height flag)."""
         flags = torch.cat([feats[:, len(self.names):], torch.ones_like(feats[:, :1])], dim=-1)

@@ -21,6 +21,7 @@ from embodia.cerebellum.estimator import ObjectStateEstimator
 from embodia.cerebellum.heads.flow import FlowHead
 from embodia.cerebellum.language import LanguageEncoder
 from embodia.cerebellum.object_state import ObjectState, object_name_phrase
+from embodia.cerebellum.occlusion_hold import OcclusionHold
 from embodia.data.normalize import Normalizer
 
 STATE, ACTION = "observation.state", "action"
@@ -102,6 +103,7 @@ class VLAPolicy(nn.Module):
                           if cfg.env_state_input == "estimated" else None)
         self.env_probe = EnvStateProbe(cfg) if cfg.env_state_dim and cfg.env_state_input == "none" else None
         self._effectors = effector_dims(cfg.embodiment) if cfg.env_state_input != "none" else []
+        self._hold = OcclusionHold(self.object_state, self._effectors) if self.estimator is not None else None
         tokens = getattr(self.prefix, "objects", None)
         if tokens is not None and language is not None:  # (a loaded checkpoint brings its own)
             names = [object_name_phrase(o) for o in tokens.objects]
@@ -189,7 +191,10 @@ class VLAPolicy(nn.Module):
             if x.env is None:
                 raise ValueError(f"a privileged policy needs {ENV_STATE!r} in every observation")
             return x.env
-        return self.estimator(x.images, x.state)
+        est = self.estimator(x.images, x.state)
+        if self._hold is not None and self.cfg.occlusion_hold:
+            est = self._hold(est, x.state_raw)
+        return est
 
     def _prefix(self, x: PolicyInputs) -> torch.Tensor:
         feats = self.object_input(x)
@@ -246,6 +251,9 @@ class VLAPolicy(nn.Module):
         return chunk.clone()  # an ordinary tensor again, usable anywhere
 
     def reset(self) -> None:
+        """Start a new episode: forget queued actions and what the hand was hiding."""
+        if self._hold is not None:
+            self._hold.reset()
         self._queue.clear()
         self._ensemble.clear()
         self._t = 0

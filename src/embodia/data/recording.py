@@ -25,6 +25,12 @@ from embodia.body.embodiments import get_embodiment
 from embodia.body.sim import Simulation
 from embodia.body.skills import get_skill
 from embodia.body.tasks import get_task
+from embodia.data.handover import (
+    GRASP_SETTLE_STEPS,
+    POLICY_BUDGET,
+    check_handover_skill,
+    run_policy_until_handover,
+)
 from embodia.data.writer import STAGING, DatasetWriter, EpisodeBuffer, stage_episode
 
 
@@ -54,6 +60,10 @@ class CollectConfig:
     # out of the fingers as they start to close (body/disturbances.py); the expert then
     # opens and grasps again, and that re-grasp is recorded.
     slip: float = 0.0
+    # Recovery from a learned policy's own states (data/handover.py): a checkpoint folder
+    # that acts first; the expert takes over once it has missed, and only the expert's part
+    # is recorded. Episodes the policy completes itself are not recorded.
+    recover_from: str | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.perturb <= 0.05:
@@ -64,6 +74,12 @@ class CollectConfig:
             get_task(self.task)
         else:
             get_skill(self.skill)
+        if self.recover_from is not None:
+            if self.task is not None or self.perturb or self.slip:
+                raise ValueError("recover_from records one skill's recoveries; drop task/perturb/slip")
+            check_handover_skill(self.skill)
+            if not (Path(self.recover_from) / "config.json").is_file():
+                raise ValueError(f"recover_from: {self.recover_from!r} is not a checkpoint folder (no config.json)")
 
     @property
     def name(self) -> str:
@@ -112,8 +128,18 @@ def _record_batch(cfg: dict, features: dict, seeds: list[int]) -> list[tuple[int
     from embodia.body.env import TabletopEnv
     from embodia.eval.rollout import ExpertAgent
 
+    policy_agent, max_steps = None, None
+    if cfg["recover_from"]:
+        import torch
+
+        from embodia.cerebellum.checkpoint import load_checkpoint
+        from embodia.eval.rollout import PolicyAgent
+
+        torch.set_num_threads(1)
+        policy_agent = PolicyAgent(load_checkpoint(cfg["recover_from"]))
+        max_steps = get_skill(cfg["skill"]).max_steps + POLICY_BUDGET + GRASP_SETTLE_STEPS
     env = TabletopEnv(embodiment=cfg["embodiment"], skill=None if cfg["task"] else cfg["skill"],
-                      task=cfg["task"], arm=cfg["arm"], cameras=cfg["cameras"],
+                      task=cfg["task"], arm=cfg["arm"], cameras=cfg["cameras"], max_steps=max_steps,
                       image_size=cfg["image_size"], instruction_split=cfg["instruction_split"])
     emb = env.embodiment
     arm_dims = np.arange(emb.action_layout("ee_delta").dim)[emb.arm_action_slice("ee_delta", env.arm)]
@@ -125,6 +151,11 @@ def _record_batch(cfg: dict, features: dict, seeds: list[int]) -> list[tuple[int
     try:
         for seed in seeds:
             obs, info = env.reset(seed=seed)
+            if policy_agent is not None:
+                obs, handover = run_policy_until_handover(env, policy_agent, obs, seed)
+                if not handover.handed_over:
+                    out.append((seed, False, 0, False))
+                    continue
             agent = ExpertAgent()
             agent.reset(env, seed)
             rng = np.random.default_rng(seed + PERTURB_SEED_OFFSET)

@@ -1,0 +1,69 @@
+"""Policy-then-expert rollouts: recovery demonstrations from the states a learned policy reaches.
+
+Behaviour cloning only ever sees the expert's own states. A cloned pick policy drifts 2-4 cm
+beside the cube, closes on air there, and lifts its empty hand: no demonstration starts
+from that state (covariate shift). DAgger fixes this by labelling the policy's own states
+with the expert's actions. The scripted experts have phases (a generator), not a function
+of the state, so instead the learned policy acts until it has visibly failed, and the
+expert takes over from that very state and finishes the skill. Only the expert's part is
+recorded: a demonstration that starts where the policy goes wrong.
+
+Handover rule (pick): the policy commanded a close and, `GRASP_SETTLE_STEPS` later, does
+not hold the target; or `POLICY_BUDGET` steps passed without a close. A pick the policy
+completes is not recorded (nothing to learn from it). Mid-motion handovers are avoided on
+purpose: from a hand that is merely on its way down, the expert would restart with a rise
+to its transit height, and those labels would contradict the clean demonstrations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from embodia.body import predicates as P
+
+HANDOVER_SKILLS = ("pick",)
+GRASP_SETTLE_STEPS = 6  # after a close command: long enough for the fingers to shut
+POLICY_BUDGET = 40  # steps the policy gets before the expert takes over anyway
+
+
+@dataclass
+class Handover:
+    """What the policy's part of an episode ended in."""
+
+    handed_over: bool  # False: the policy finished the step itself, or the episode ended
+    policy_steps: int
+    reason: str  # "missed_grasp" | "budget" | "policy_succeeded" | "episode_ended"
+
+
+def check_handover_skill(skill: str) -> None:
+    if skill not in HANDOVER_SKILLS:
+        raise ValueError(f"recovery from a policy's states is built for {list(HANDOVER_SKILLS)}, not {skill!r}")
+
+
+def run_policy_until_handover(env, policy_agent, obs: dict[str, Any], seed: int,
+                              budget: int = POLICY_BUDGET) -> tuple[dict[str, Any], Handover]:
+    """Let `policy_agent` (eval.rollout.PolicyAgent) act on a freshly reset single-step pick
+    episode until the handover rule fires; returns the observation the expert starts from."""
+    skill, args = env.plan[0]
+    check_handover_skill(skill)
+    obj, grip_dim = args[0], env.embodiment.arm_action_slice("ee_delta", env.arm).stop - 1
+    policy_agent.reset(env, seed)
+    closed_at: int | None = None
+    for t in range(budget + GRASP_SETTLE_STEPS):
+        held = P.holder(env.sim, obj) == env.arm
+        if closed_at is not None and not held and t - closed_at >= GRASP_SETTLE_STEPS:
+            return obs, Handover(True, t, "missed_grasp")
+        if closed_at is None and t >= budget:
+            return obs, Handover(True, t, "budget")
+        action = np.asarray(policy_agent.act(obs, env), dtype=np.float64)
+        if closed_at is None and action[grip_dim] >= 0.5 and not held:
+            closed_at = t
+        obs, _, term, trunc, info = env.step(action)
+        if env.step_index > 0:  # the pick's success held
+            return obs, Handover(False, t + 1, "policy_succeeded")
+        if term or trunc:
+            return obs, Handover(False, t + 1, "episode_ended")
+    return obs, Handover(True, budget + GRASP_SETTLE_STEPS, "budget")

@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+
+from embodia.body.env import TabletopEnv
+from embodia.data.handover import GRASP_SETTLE_STEPS, run_policy_until_handover
+from embodia.data.recording import CollectConfig, collect
+from embodia.eval.rollout import ExpertAgent
+
+
+class ClosesAtOnce:
+    """A 'policy' that shuts the gripper where the hand is: a miss, far from any cube."""
+
+    def reset(self, env, seed):
+        pass
+
+    def act(self, obs, env):
+        a = np.zeros(env.action_space.shape)
+        a[-1] = 1.0
+        return a
+
+
+class Hovers:
+    def reset(self, env, seed):
+        pass
+
+    def act(self, obs, env):
+        return np.zeros(env.action_space.shape)
+
+
+class ExpertAsPolicy:
+    def __init__(self):
+        self.expert = ExpertAgent()
+
+    def reset(self, env, seed):
+        self.expert.reset(env, seed)
+
+    def act(self, obs, env):
+        return self.expert.act(obs, env)
+
+
+@pytest.fixture
+def env():
+    e = TabletopEnv(skill="pick", cameras=("front",), image_size=32, max_steps=200)
+    yield e
+    e.close()
+
+
+def test_a_missed_grasp_hands_over_after_the_fingers_settle(env):
+    obs, _ = env.reset(seed=3)
+    start_tcp = env.sim.tcp_pose(env.arm)[0].copy()
+    obs, h = run_policy_until_handover(env, ClosesAtOnce(), obs, seed=3)
+    assert h.handed_over and h.reason == "missed_grasp" and h.policy_steps == GRASP_SETTLE_STEPS
+    assert env.sim.gripper_width(env.arm) < 0.01  # the expert starts from the closed, empty hand
+    assert np.allclose(obs["observation.state"][8:11], env.sim.tcp_pose(env.arm)[0], atol=1e-5)
+    assert np.linalg.norm(env.sim.tcp_pose(env.arm)[0] - start_tcp) < 0.05
+
+
+def test_a_policy_that_never_closes_hands_over_at_its_budget(env):
+    obs, _ = env.reset(seed=4)
+    _, h = run_policy_until_handover(env, Hovers(), obs, seed=4, budget=7)
+    assert h.handed_over and h.reason == "budget" and h.policy_steps == 7
+
+
+def test_a_pick_the_policy_completes_is_not_handed_over(env):
+    obs, _ = env.reset(seed=5)
+    _, h = run_policy_until_handover(env, ExpertAsPolicy(), obs, seed=5)
+    assert not h.handed_over and h.reason == "policy_succeeded" and env.step_index == 1
+
+
+def test_recover_from_refuses_what_it_cannot_do(tmp_path):
+    with pytest.raises(ValueError, match="not a checkpoint"):
+        CollectConfig(out=tmp_path / "a", skill="pick", recover_from=str(tmp_path))
+    with pytest.raises(ValueError, match="built for"):
+        CollectConfig(out=tmp_path / "b", skill="place", recover_from="checkpoints/arm7_flow")
+    with pytest.raises(ValueError, match="drop task/perturb/slip"):
+        CollectConfig(out=tmp_path / "c", skill="pick", slip=0.5, recover_from="checkpoints/arm7_flow")
+    assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.slow
+def test_collect_records_only_the_experts_recovery_from_the_policys_state(tmp_path):
+    from embodia.data.reader import DatasetReader
+
+    cfg = CollectConfig(out=tmp_path, skill="pick", episodes=2, seed_start=80000, batch=2,
+                        recover_from="checkpoints/arm7_flow")
+    report = collect(cfg)
+    assert report.recorded == 2
+    r = DatasetReader(tmp_path)
+    env = TabletopEnv(skill="pick", cameras=())
+    try:
+        for i, seed in enumerate(report.seeds):
+            env.reset(seed=seed)
+            first = r.columns["observation.state"][r.ep_start[i]]
+            # the episode starts where the policy left the hand, not at the reset pose
+            assert np.linalg.norm(first[8:11] - env.sim.tcp_pose(env.arm)[0]) > 0.02
+    finally:
+        env.close()
