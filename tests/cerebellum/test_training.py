@@ -104,3 +104,18 @@ def test_the_estimator_can_train_on_a_subset_of_the_data(tiny_ds, tmp_path):
     with pytest.raises(ValueError, match="subset of data"):
         TrainConfig(data=[str(tiny_ds.root)], out="unused", policy=PolicyConfig(**(SMALL | OBJ)),
                     estimator_data=[str(other.root)])
+
+
+def test_balance_skills_gives_every_skill_the_same_share_of_the_draws(tiny_ds, tmp_path):
+    from embodia.cerebellum.training import skill_balanced_weights
+    from tests.data.conftest import make_dataset
+
+    other = make_dataset(tmp_path / "drawer", n=1, skill="open_drawer", size=32, env_state=True)
+    cfg = TrainConfig(data=[str(tiny_ds.root), str(other.root)], out="unused",
+                      policy=PolicyConfig(**(SMALL | OBJ)), val_fraction=0.0, part="action")
+    ds, _, _, _ = build_datasets(cfg)
+    skills = [s for d in ds.datasets for s in d.skills_of()]
+    assert skills.count("pick") > 2 * skills.count("open_drawer") > 0  # unequal frames ...
+    w = skill_balanced_weights(ds)
+    share = {s: float(sum(wi for wi, si in zip(w, skills, strict=True) if si == s)) for s in set(skills)}
+    assert share["pick"] == pytest.approx(share["open_drawer"])  # ... equal draws

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from torch.utils.data import ConcatDataset, DataLoader, RandomSampler
+from torch.utils.data import ConcatDataset, DataLoader, RandomSampler, WeightedRandomSampler
 
 from embodia.cerebellum.checkpoint import load_checkpoint, save_checkpoint
 from embodia.cerebellum.config import PolicyConfig
@@ -68,6 +68,10 @@ class TrainConfig:
     # the frame cache costs minutes per 100k frames, while a few thousand episodes of images
     # are more than its training budget gets through. Normalization still uses all of `data`.
     estimator_data: list[str] | None = None
+    # Sample every skill equally often, whatever its share of the frames. Why: recovery and
+    # slip data triple the pick frames, and with uniform sampling the other skills lost
+    # 5-7 of 30 validation episodes (docs/results.md).
+    balance_skills: bool = False
 
     def __post_init__(self) -> None:
         if self.parallel_parts and self.part != "all":
@@ -151,6 +155,13 @@ def build_datasets(cfg: TrainConfig) -> tuple[ConcatDataset, ConcatDataset | Non
     return ConcatDataset(train), (ConcatDataset(val) if val else None), stats, readers
 
 
+def skill_balanced_weights(ds: ConcatDataset) -> torch.Tensor:
+    """A sampling weight per sample such that every skill gets the same share of the draws."""
+    skills = np.concatenate([d.skills_of() for d in ds.datasets])
+    names, inverse, counts = np.unique(skills, return_inverse=True, return_counts=True)
+    return torch.as_tensor(1.0 / counts[inverse], dtype=torch.double)
+
+
 def _save_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
     """State keyed by the parameter's index in the param groups (what _load_optimizer reads),
     not by its rank in opt.state: frozen parameters (a frozen HF tower) never get state."""
@@ -216,9 +227,10 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None) -> d
         return cfg.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
     gen = torch.Generator().manual_seed(cfg.seed + st["step"])
+    sampler = (WeightedRandomSampler(skill_balanced_weights(train_ds), 10**9, replacement=True, generator=gen)
+               if cfg.balance_skills else RandomSampler(train_ds, replacement=True, num_samples=10**9, generator=gen))
     loader = DataLoader(train_ds, batch_size=cfg.batch_size, drop_last=True, num_workers=cfg.num_workers,
-                        sampler=RandomSampler(train_ds, replacement=True, num_samples=10**9, generator=gen),
-                        persistent_workers=cfg.num_workers > 0)
+                        sampler=sampler, persistent_workers=cfg.num_workers > 0)
     val_batches = []
     if val_ds is not None:
         vgen = torch.Generator().manual_seed(cfg.seed + 12345)

@@ -95,6 +95,12 @@ class WindowDataset(Dataset):
         tiers = np.asarray(r.episode_tier, dtype=object)
         return tiers[r.row_episode[self._rows[np.asarray(indices, dtype=np.int64)]]]
 
+    def skills_of(self) -> np.ndarray:
+        """The skill of every sample (its episode's `skill` column; "" where none is recorded)."""
+        r = self.reader
+        skills = np.asarray([s or "" for s in r.meta.column("skill", None)], dtype=object)
+        return skills[r.row_episode[self._rows]]
+
     def __getitem__(self, i: int) -> dict[str, Any]:
         n = len(self._rows)
         if not -n <= i < n:
