@@ -119,3 +119,13 @@ def test_balance_skills_gives_every_skill_the_same_share_of_the_draws(tiny_ds, t
     w = skill_balanced_weights(ds)
     share = {s: float(sum(wi for wi, si in zip(w, skills, strict=True) if si == s)) for s in set(skills)}
     assert share["pick"] == pytest.approx(share["open_drawer"])  # ... equal draws
+
+
+def test_weighted_draws_follow_the_weights_without_drawing_everything_at_once():
+    import itertools
+
+    from embodia.cerebellum.training import WeightedDraws
+
+    draws = list(itertools.islice(WeightedDraws(torch.tensor([1.0, 3.0]), torch.Generator().manual_seed(0), 64),
+                                  20000))
+    assert len(draws) == 20000 and 0.72 < sum(draws) / 20000 < 0.78

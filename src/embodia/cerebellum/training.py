@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from torch.utils.data import ConcatDataset, DataLoader, RandomSampler, WeightedRandomSampler
+from torch.utils.data import ConcatDataset, DataLoader, RandomSampler, Sampler
 
 from embodia.cerebellum.checkpoint import load_checkpoint, save_checkpoint
 from embodia.cerebellum.config import PolicyConfig
@@ -155,6 +155,21 @@ def build_datasets(cfg: TrainConfig) -> tuple[ConcatDataset, ConcatDataset | Non
     return ConcatDataset(train), (ConcatDataset(val) if val else None), stats, readers
 
 
+class WeightedDraws(Sampler[int]):
+    """Endless draws with replacement, in proportion to `weights`, made a block at a time
+    (torch's WeightedRandomSampler draws all of its samples at once: 8 GB for 10**9)."""
+
+    def __init__(self, weights: torch.Tensor, generator: torch.Generator, block: int = 4096) -> None:
+        self.weights, self.generator, self.block = weights, generator, block
+
+    def __iter__(self):
+        while True:
+            yield from torch.multinomial(self.weights, self.block, True, generator=self.generator).tolist()
+
+    def __len__(self) -> int:
+        return 10**9
+
+
 def skill_balanced_weights(ds: ConcatDataset) -> torch.Tensor:
     """A sampling weight per sample such that every skill gets the same share of the draws."""
     skills = np.concatenate([d.skills_of() for d in ds.datasets])
@@ -227,7 +242,7 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None) -> d
         return cfg.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
     gen = torch.Generator().manual_seed(cfg.seed + st["step"])
-    sampler = (WeightedRandomSampler(skill_balanced_weights(train_ds), 10**9, replacement=True, generator=gen)
+    sampler = (WeightedDraws(skill_balanced_weights(train_ds), gen)
                if cfg.balance_skills else RandomSampler(train_ds, replacement=True, num_samples=10**9, generator=gen))
     loader = DataLoader(train_ds, batch_size=cfg.batch_size, drop_last=True, num_workers=cfg.num_workers,
                         sampler=sampler, persistent_workers=cfg.num_workers > 0)
