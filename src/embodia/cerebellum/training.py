@@ -173,7 +173,7 @@ class WeightedDraws(Sampler[int]):
 def skill_balanced_weights(ds: ConcatDataset) -> torch.Tensor:
     """A sampling weight per sample such that every skill gets the same share of the draws."""
     skills = np.concatenate([d.skills_of() for d in ds.datasets])
-    names, inverse, counts = np.unique(skills, return_inverse=True, return_counts=True)
+    _, inverse, counts = np.unique(skills, return_inverse=True, return_counts=True)
     return torch.as_tensor(1.0 / counts[inverse], dtype=torch.double)
 
 
