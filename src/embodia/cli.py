@@ -214,6 +214,8 @@ def train(
              "(default: all; the action part always uses all)")] = None,
     balance_skills: Annotated[bool, typer.Option(
         help="sample every skill equally often, whatever its share of the frames")] = False,
+    ema: Annotated[float | None, typer.Option(
+        help="ship an exponential moving average of the weights with this decay per step (e.g. 0.999)")] = None,
     hf_backbone: Annotated[Path | None, typer.Option(
         help="local Hugging Face VLM folder (SigLIP/CLIP-style) whose vision tower replaces the CNN")] = None,
     finetune_hf_backbone: Annotated[bool, typer.Option(help="train the HF vision tower too (default: frozen)")] = False,
@@ -243,7 +245,7 @@ def train(
         cfg = TrainConfig(data=dirs, out=str(out), policy=pc, batch_size=batch_size, lr=lr,
                           max_steps=max_steps, max_minutes=max_minutes, seed=seed, threads=threads,
                           estimator_data=[d for d in estimator_data.split(",") if d] if estimator_data else None,
-                          balance_skills=balance_skills,
+                          balance_skills=balance_skills, ema_decay=ema,
                           parallel_parts=(env_state_input == "estimated" and not image_tokens
                                           and hf_backbone is None if parallel_parts is None else parallel_parts))
         with Progress(TextColumn("train {task.fields[info]}"), BarColumn(), TimeElapsedColumn(),

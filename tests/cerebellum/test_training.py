@@ -16,8 +16,8 @@ from tests.cerebellum.test_policy import SMALL, _policy
 
 def _cfg(tiny_ds, out, **kw) -> TrainConfig:
     return TrainConfig(data=[str(tiny_ds.root)], out=str(out), policy=PolicyConfig(**(SMALL | OBJ)),
-                       batch_size=8, warmup_steps=2, max_steps=6, val_every=3, val_fraction=0.34,
-                       max_minutes=5, threads=1, **kw)
+                       **({"batch_size": 8, "warmup_steps": 2, "max_steps": 6, "val_every": 3, "val_fraction": 0.34,
+                           "max_minutes": 5, "threads": 1} | kw))
 
 
 @pytest.mark.parametrize("part", ["action", "estimator"])
@@ -129,3 +129,37 @@ def test_weighted_draws_follow_the_weights_without_drawing_everything_at_once():
     draws = list(itertools.islice(WeightedDraws(torch.tensor([1.0, 3.0]), torch.Generator().manual_seed(0), 64),
                                   20000))
     assert len(draws) == 20000 and 0.72 < sum(draws) / 20000 < 0.78
+
+
+def test_weight_average_follows_its_decay_and_swaps_back():
+    from embodia.cerebellum.training import WeightAverage
+
+    m = torch.nn.Linear(2, 2)
+    start = {k: v.clone() for k, v in m.state_dict().items()}
+    avg = WeightAverage(m, decay=0.9)
+    with torch.no_grad():
+        m.weight.add_(1.0)
+    avg.update(m, step=1000)  # warm-up over: the decay itself
+    assert torch.allclose(avg.avg["weight"], start["weight"] + 0.1)
+    trained = m.weight.detach().clone()
+    avg.swap(m)
+    assert torch.allclose(m.weight, start["weight"] + 0.1)
+    avg.swap(m)
+    assert torch.equal(m.weight, trained)
+
+
+def test_ema_ships_the_average_and_resumes_from_the_raw_weights(tiny_ds, hash_language, tmp_path):
+    from safetensors.torch import load_file
+
+    out = tmp_path / "ck"
+    train(_cfg(tiny_ds, out, part="action", ema_decay=0.9, max_steps=4))
+    shipped = load_checkpoint(out, language=hash_language).state_dict()
+    raw = load_file(str(out / "training/raw.safetensors"))
+    assert set(raw) == set(shipped)
+    assert any(not torch.equal(raw[k], shipped[k]) for k in raw if raw[k].is_floating_point())
+    with pytest.raises(ValueError, match="same --ema"):
+        train(_cfg(tiny_ds, out, part="action", max_steps=6))
+    summary = train(_cfg(tiny_ds, out, part="action", ema_decay=0.9, max_steps=6))
+    assert summary["resumed"] and summary["steps"] == 6
+    with pytest.raises(ValueError, match="ema_decay"):
+        _cfg(tiny_ds, out, ema_decay=1.0)

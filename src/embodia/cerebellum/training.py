@@ -72,8 +72,16 @@ class TrainConfig:
     # slip data triple the pick frames, and with uniform sampling the other skills lost
     # 5-7 of 30 validation episodes (docs/results.md).
     balance_skills: bool = False
+    # Keep an exponential moving average of the weights (decay per step, e.g. 0.999) and ship
+    # it: the checkpoint's model.safetensors holds the average, training/raw.safetensors the
+    # optimizer's own weights (what a resume continues from). Why: a flow head's samples
+    # follow the last few hundred noisy updates; the average is the usual cure (Diffusion
+    # Policy, pi0 train with one). None = no average.
+    ema_decay: float | None = None
 
     def __post_init__(self) -> None:
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
         if self.parallel_parts and self.part != "all":
             raise ValueError("parallel_parts trains both parts itself; leave part='all'")
         if self.estimator_data is not None:
@@ -204,6 +212,32 @@ def _load_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
         opt.state[params[int(i)]][k] = v
 
 
+class WeightAverage:
+    """Exponential moving average of a module's floating-point state (parameters and
+    buffers). The decay warms up as min(decay, (1 + step) / (10 + step)), so early averages
+    do not drag the random initialization along."""
+
+    def __init__(self, module: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.avg = {k: v.detach().clone() for k, v in module.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        for k, v in module.state_dict().items():
+            if k in self.avg:
+                self.avg[k].lerp_(v.detach(), 1.0 - d)
+
+    @torch.no_grad()
+    def swap(self, module: torch.nn.Module) -> None:
+        """Exchange the module's weights with the average (call twice to swap back)."""
+        current = module.state_dict()
+        for k, a in self.avg.items():
+            tmp = current[k].detach().clone()
+            current[k].copy_(a)
+            a.copy_(tmp)
+
+
 def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None) -> dict:
     """Train until max_steps or max_minutes; returns a summary. Resumes from `cfg.out`."""
     if cfg.parallel_parts:
@@ -230,6 +264,15 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None) -> d
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if resumed:
         _load_optimizer(opt, state_dir)
+    ema = None
+    if cfg.ema_decay is not None:
+        ema = WeightAverage(policy, cfg.ema_decay)  # resumed: the saved average
+        if resumed:
+            if not (state_dir / "raw.safetensors").exists():
+                raise ValueError(f"{out} was trained without ema_decay; resume it without --ema")
+            policy.load_state_dict(load_file(str(state_dir / "raw.safetensors")), strict=True)
+    elif resumed and (state_dir / "raw.safetensors").exists():
+        raise ValueError(f"{out} was trained with an average of its weights; resume it with the same --ema")
 
     t_start = time.perf_counter() - st["seconds"]
     budget = cfg.max_minutes * 60
@@ -258,8 +301,18 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None) -> d
     state_dir.mkdir(parents=True, exist_ok=True)
 
     def validate() -> float | None:
+        """Validation loss of the weights the checkpoint ships (the average, with ema_decay)."""
         if not val_batches:
             return None
+        if ema is not None:
+            ema.swap(policy)
+        try:
+            return _val_loss()
+        finally:
+            if ema is not None:
+                ema.swap(policy)
+
+    def _val_loss() -> float:
         policy.eval()
         torch.manual_seed(cfg.seed)  # the same noise / times every validation
         with torch.no_grad():
@@ -270,7 +323,17 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None) -> d
     def checkpoint(val: float | None) -> None:
         extra = {"train": {k: v for k, v in asdict(cfg).items() if k != "policy"},
                  "step": st["step"], "val_loss": val, "datasets": [str(r.root) for r in readers]}
-        save_checkpoint(policy, out, extra=extra)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        if ema is not None:
+            tmp = state_dir / "raw.safetensors.tmp"
+            save_file({k: v.detach().contiguous() for k, v in policy.state_dict().items()}, str(tmp))
+            os.replace(tmp, state_dir / "raw.safetensors")
+            ema.swap(policy)
+        try:
+            save_checkpoint(policy, out, extra=extra)
+        finally:
+            if ema is not None:
+                ema.swap(policy)
         _save_optimizer(opt, state_dir)
         atomic_write_json(state_dir / "state.json", st)
 
@@ -286,6 +349,8 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None) -> d
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+        if ema is not None:
+            ema.update(policy, st["step"])
         st["step"] += 1
         st["samples"] += cfg.batch_size
         st["seconds"] = time.perf_counter() - t_start
