@@ -47,6 +47,9 @@ def eval_cmd(
     occlusion_hold: Annotated[bool | None, typer.Option(
         help="learned policy: objects the hand hides keep their last seen position "
              "(default: the checkpoint's)")] = None,
+    instruction_retrieval: Annotated[bool | None, typer.Option(
+        help="learned policy: act on the nearest training instruction that names the same objects "
+             "(default: the checkpoint's)")] = None,
 ) -> None:
     """Run seeded episodes and report success rate (Wilson 95%) and episode length."""
     from embodia.body.embodiments import get_embodiment
@@ -70,6 +73,10 @@ def eval_cmd(
             learned.cfg.temporal_ensemble = temporal_ensemble
         if occlusion_hold is not None:
             learned.cfg.occlusion_hold = occlusion_hold
+        if instruction_retrieval is not None:
+            if instruction_retrieval and not learned.cfg.known_instructions:
+                _fail(f"{policy}/config.json lists no known_instructions to retrieve from")
+            learned.cfg.instruction_retrieval = instruction_retrieval
         if privileged_state:
             if learned.object_state is None:
                 _fail(f"{policy} has no object state input to replace")
@@ -98,7 +105,8 @@ def eval_cmd(
     if policy != "expert":  # what the checkpoint ran with, overrides included
         c = learned.cfg
         report["inference"] = {"n_action_steps": c.n_action_steps, "flow_temperature": c.flow_temperature,
-                               "object_state": c.env_state_input, "temporal_ensemble": c.temporal_ensemble}
+                               "object_state": c.env_state_input, "temporal_ensemble": c.temporal_ensemble,
+                               "occlusion_hold": c.occlusion_hold, "instruction_retrieval": c.instruction_retrieval}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=as_json) as bar:
         for kind, name in runs:

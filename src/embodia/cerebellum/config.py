@@ -67,6 +67,11 @@ class PolicyConfig:
     # inference only: an object the hand hides from the front camera keeps the position it was
     # last seen at (cerebellum/occlusion_hold.py)
     occlusion_hold: bool = False
+    # inference only: answer an unseen phrasing as the nearest training instruction naming the
+    # same objects (cerebellum/instruction_retrieval.py); training fills the two lists below
+    instruction_retrieval: bool = False
+    known_instructions: list[str] = field(default_factory=list)  # the training datasets' tasks
+    object_words: dict[str, str] = field(default_factory=dict)  # word -> canonical object word
     token_bins: int = 256
     control_rate_hz: float = 10.0
     # bring your own VLM: a local Hugging Face model folder whose vision tower replaces the

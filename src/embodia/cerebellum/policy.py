@@ -19,6 +19,7 @@ from embodia.cerebellum.backbone import effector_dims, make_prefix
 from embodia.cerebellum.config import PolicyConfig
 from embodia.cerebellum.estimator import ObjectStateEstimator
 from embodia.cerebellum.heads.flow import FlowHead
+from embodia.cerebellum.instruction_retrieval import InstructionRetrieval
 from embodia.cerebellum.language import LanguageEncoder
 from embodia.cerebellum.object_state import ObjectState, object_name_phrase
 from embodia.cerebellum.occlusion_hold import OcclusionHold
@@ -109,6 +110,7 @@ class VLAPolicy(nn.Module):
             names = [object_name_phrase(o) for o in tokens.objects]
             tokens.name_emb.copy_(language.encode(names))
         self._language = language
+        self._retrieval: InstructionRetrieval | None = None
         self._queue: deque[np.ndarray] = deque()
         self._ensemble: list[tuple[int, np.ndarray]] = []
         self._t = 0
@@ -158,6 +160,10 @@ class VLAPolicy(nn.Module):
         tasks = batch["task"]
         tasks = [tasks] if isinstance(tasks, str) else list(tasks)
         cfg = self.cfg
+        if cfg.instruction_retrieval and not self.training:
+            if self._retrieval is None:
+                self._retrieval = InstructionRetrieval(cfg.known_instructions, cfg.object_words, self.language)
+            tasks = [self._retrieval(t) for t in tasks]
         state = torch.as_tensor(batch[STATE]).float()
         if state.ndim == 3:  # [B, n_obs, S]: the policy uses the latest observation
             state = state[:, -1]
