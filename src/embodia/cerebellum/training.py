@@ -11,6 +11,7 @@ import os
 import random
 import time
 from collections.abc import Callable
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -243,6 +244,15 @@ class WeightAverage:
             current[k].copy_(a)
             a.copy_(tmp)
 
+    @contextmanager
+    def applied(self, module: torch.nn.Module):
+        """The module holds the average inside the block, its own weights again after it."""
+        self.swap(module)
+        try:
+            yield
+        finally:
+            self.swap(module)
+
 
 def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None) -> dict:
     """Train until max_steps or max_minutes; returns a summary. Resumes from `cfg.out`."""
@@ -306,22 +316,17 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None) -> d
     log_path = state_dir / "log.jsonl"
     state_dir.mkdir(parents=True, exist_ok=True)
 
+    def shipped():
+        """The weights the checkpoint ships: the average with ema_decay, else the model's own."""
+        return ema.applied(policy) if ema is not None else nullcontext()
+
     def validate() -> float | None:
         """Validation loss of the weights the checkpoint ships (the average, with ema_decay)."""
         if not val_batches:
             return None
-        if ema is not None:
-            ema.swap(policy)
-        try:
-            return _val_loss()
-        finally:
-            if ema is not None:
-                ema.swap(policy)
-
-    def _val_loss() -> float:
         policy.eval()
         torch.manual_seed(cfg.seed)  # the same noise / times every validation
-        with torch.no_grad():
+        with shipped(), torch.no_grad():
             losses = [float(policy.compute_loss(b, cfg.part)[0]) for b in val_batches]
         policy.train()
         return float(np.mean(losses))
@@ -329,17 +334,12 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None) -> d
     def checkpoint(val: float | None) -> None:
         extra = {"train": {k: v for k, v in asdict(cfg).items() if k != "policy"},
                  "step": st["step"], "val_loss": val, "datasets": [str(r.root) for r in readers]}
-        state_dir.mkdir(parents=True, exist_ok=True)
         if ema is not None:
             tmp = state_dir / "raw.safetensors.tmp"
             save_file({k: v.detach().contiguous() for k, v in policy.state_dict().items()}, str(tmp))
             os.replace(tmp, state_dir / "raw.safetensors")
-            ema.swap(policy)
-        try:
+        with shipped():
             save_checkpoint(policy, out, extra=extra)
-        finally:
-            if ema is not None:
-                ema.swap(policy)
         _save_optimizer(opt, state_dir)
         atomic_write_json(state_dir / "state.json", st)
 
