@@ -12,8 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from embodia.body.skills import NOUNS
-from embodia.cerebellum.instruction_retrieval import object_vocabulary
+from embodia.cerebellum.instruction_retrieval import retrieval_fields
 from embodia.data.layout import atomic_write_json
 from embodia.data.reader import DatasetReader
 
@@ -28,9 +27,8 @@ def main() -> None:
     data = args.data.split(",") if args.data else cfg.get("extra", {}).get("datasets", [])
     if not data:
         raise SystemExit(f"{path} names no training datasets; pass --data")
-    tasks = sorted({t for d in data for t in DatasetReader(d).tasks if t})
-    cfg["known_instructions"] = tasks
-    cfg["object_words"] = object_vocabulary(cfg["env_state_names"], NOUNS)
+    tasks, words = retrieval_fields([DatasetReader(d).tasks for d in data], cfg["env_state_names"])
+    cfg["known_instructions"], cfg["object_words"] = tasks, words
     atomic_write_json(path, cfg)
     print(json.dumps({"checkpoint": str(args.checkpoint), "known_instructions": len(tasks),
                       "object_words": len(cfg["object_words"])}))

@@ -34,6 +34,15 @@ def object_vocabulary(env_state_names: list[str], synonyms: dict[str, tuple[str,
     return words
 
 
+def retrieval_fields(task_lists: list[list[str]], env_state_names: list[str]) -> tuple[list[str], dict[str, str]]:
+    """What a checkpoint records for retrieval: its training datasets' instructions (sorted,
+    unique) and the object vocabulary of its object-state names plus the scene's nouns."""
+    from embodia.body.skills import NOUNS
+
+    known = sorted({t for tasks in task_lists for t in tasks if t})
+    return known, object_vocabulary(env_state_names, NOUNS) if env_state_names else {}
+
+
 class InstructionRetrieval:
     """text -> the nearest of `known` (by the frozen encoder's cosine) among those whose
     object words match the text's, in order; the text itself when it is known or nothing

@@ -22,7 +22,7 @@ from torch.utils.data import ConcatDataset, DataLoader, RandomSampler, Sampler
 
 from embodia.cerebellum.checkpoint import load_checkpoint, save_checkpoint
 from embodia.cerebellum.config import PolicyConfig
-from embodia.cerebellum.instruction_retrieval import object_vocabulary
+from embodia.cerebellum.instruction_retrieval import retrieval_fields
 from embodia.cerebellum.language import LanguageEncoder
 from embodia.cerebellum.object_state import ObjectState
 from embodia.cerebellum.policy import (
@@ -144,11 +144,7 @@ def build_datasets(cfg: TrainConfig) -> tuple[ConcatDataset, ConcatDataset | Non
         stats[ENV_STATE] = ObjectState.fit(pc.env_names, np.concatenate([r.columns[ENV_STATE] for r in readers]))
         if pc.env_state_input == "estimated" and not pc.camera_projection:
             pc.camera_projection = fixed_camera_projection(pc)
-    pc.known_instructions = sorted({t for r in readers for t in r.tasks if t})
-    if pc.env_state_names:
-        from embodia.body.skills import NOUNS
-
-        pc.object_words = object_vocabulary(pc.env_state_names, NOUNS)
+    pc.known_instructions, pc.object_words = retrieval_fields([r.tasks for r in readers], pc.env_state_names)
     for key in (STATE, ACTION):
         s = StreamingStats(readers[0].columns[key].shape[1], seed=cfg.seed)
         for r in readers:
