@@ -304,7 +304,8 @@ def collect(
                                "during a pick, so the expert's re-grasp is recorded")] = 0.0,
     recover_from: Annotated[str | None, typer.Option(
         help="a checkpoint that acts first; once it misses, the expert takes over and only the "
-             "expert's recovery is recorded (pick; DAgger-style)")] = None,
+             "expert's recovery is recorded (pick; DAgger-style). With --task: the policy does "
+             "the steps before the first place/stack, the expert that step, from the policy's grasp")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Record scripted-expert episodes into a LeRobot-v3 dataset (resumable, parallel)."""

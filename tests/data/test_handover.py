@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 
 from embodia.body.env import TabletopEnv
-from embodia.data.handover import GRASP_SETTLE_STEPS, run_policy_until_handover
+from embodia.body.skills import get_skill
+from embodia.data.handover import (
+    GRASP_SETTLE_STEPS,
+    handover_step,
+    run_policy_until_handover,
+    run_policy_until_step,
+)
 from embodia.data.recording import CollectConfig, collect
 from embodia.eval.rollout import ExpertAgent
 
@@ -30,8 +36,10 @@ class Hovers:
 class ExpertAsPolicy:
     def __init__(self):
         self.expert = ExpertAgent()
+        self.resets = 0
 
     def reset(self, env, seed):
+        self.resets += 1
         self.expert.reset(env, seed)
 
     def act(self, obs, env):
@@ -72,9 +80,45 @@ def test_recover_from_refuses_what_it_cannot_do(tmp_path):
         CollectConfig(out=tmp_path / "a", skill="pick", recover_from=str(tmp_path))
     with pytest.raises(ValueError, match="built for"):
         CollectConfig(out=tmp_path / "b", skill="place", recover_from="checkpoints/arm7_flow")
-    with pytest.raises(ValueError, match="drop task/perturb/slip"):
+    with pytest.raises(ValueError, match="drop perturb/slip"):
         CollectConfig(out=tmp_path / "c", skill="pick", slip=0.5, recover_from="checkpoints/arm7_flow")
+    CollectConfig(out=tmp_path / "e", task="drawer_store", recover_from="checkpoints/arm7_flow")
     assert not (tmp_path / "a").exists()
+
+
+def test_the_expert_takes_over_at_the_first_place_or_stack_after_the_first_step():
+    assert handover_step([("pick", ("a",)), ("place", ("a", "bowl"))]) == 1
+    assert handover_step([("open_drawer", ()), ("pick", ("a",)), ("place", ("a", "drawer")),
+                          ("close_drawer", ())]) == 2
+    assert handover_step([("pick", ("a",)), ("stack", ("a", "b")), ("push", ("c",))]) == 1
+    with pytest.raises(ValueError, match="needs a place or stack step"):
+        handover_step([("place", ("a", "bowl")), ("push", ("b",))])
+
+
+def test_the_policy_runs_the_steps_before_the_handover_and_is_reset_between_them():
+    env = TabletopEnv(task="drawer_store", cameras=("front",), image_size=32)
+    try:
+        obs, _ = env.reset(seed=11)
+        policy = ExpertAsPolicy()
+        obs, h = run_policy_until_step(env, policy, obs, seed=11, step=2)
+        assert h.handed_over and h.reason == "reached_step" and env.step_index == 2
+        assert policy.resets == 2  # at the start, and when the pick began
+        cube = env.plan[2][1][0]
+        assert env.sim.object_pose(cube)[0][2] > 0.03  # the policy's grasp: the cube is lifted
+        assert obs["task"] == env.instructions[2]  # the expert starts under the place's words
+    finally:
+        env.close()
+
+
+def test_a_policy_that_fails_an_earlier_step_is_not_handed_over():
+    env = TabletopEnv(task="put_in_bowl", cameras=("front",), image_size=32)
+    try:
+        obs, _ = env.reset(seed=12)
+        _, h = run_policy_until_step(env, Hovers(), obs, seed=12, step=1)
+        assert not h.handed_over and h.reason == "budget"
+        assert h.policy_steps == get_skill("pick").max_steps and env.step_index == 0
+    finally:
+        env.close()
 
 
 @pytest.mark.slow
@@ -95,3 +139,23 @@ def test_collect_records_only_the_experts_recovery_from_the_policys_state(tmp_pa
             assert np.linalg.norm(first[8:11] - env.sim.tcp_pose(env.arm)[0]) > 0.02
     finally:
         env.close()
+
+
+@pytest.mark.slow
+def test_a_task_handover_records_only_the_experts_place_from_the_policys_grasp(tmp_path):
+    import pandas as pd
+
+    from embodia.data.reader import DatasetReader
+
+    cfg = CollectConfig(out=tmp_path, task="put_in_bowl", episodes=2, seed_start=90000, batch=2,
+                        recover_from="checkpoints/arm7_flow")
+    report = collect(cfg)
+    assert report.recorded == 2
+    r = DatasetReader(tmp_path)
+    assert len(r.ep_start) == 2  # one episode per seed: the place, not the policy's pick
+    tasks = pd.read_parquet(tmp_path / "meta" / "tasks.parquet").index
+    assert all("bowl" in t for t in tasks)
+    for i in range(2):
+        first = r.columns["observation.state"][r.ep_start[i]]
+        # the hand the policy's pick just lifted, below put_in_hand's 0.13-0.26 m; fingers on a cube
+        assert first[10] < 0.13 and 0.02 < first[7] < 0.06

@@ -13,6 +13,13 @@ not hold the target; or `POLICY_BUDGET` steps passed without a close. A pick the
 completes is not recorded (nothing to learn from it). Mid-motion handovers are avoided on
 purpose: from a hand that is merely on its way down, the expert would restart with a rise
 to its transit height, and those labels would contradict the clean demonstrations.
+
+Handover at a step boundary (a task): the policy runs the task's first steps (the pick, or
+open-drawer-then-pick) and, once they succeed, the expert does the first place or stack
+from the grasp the policy made. Why: single-skill place and stack episodes start with the
+cube put centred between the fingers; in a long-horizon plan they start from the learned
+pick's own grasp (off-centre, tilted, the hand just lifted), a state no demonstration
+visits. A task whose earlier steps the policy fails is not recorded.
 """
 
 from __future__ import annotations
@@ -23,8 +30,10 @@ from typing import Any
 import numpy as np
 
 from embodia.body import predicates as P
+from embodia.body.skills import get_skill
 
 HANDOVER_SKILLS = ("pick",)
+AFTER_POLICY_SKILLS = ("place", "stack")  # a task's first such step is the expert's
 GRASP_SETTLE_STEPS = 6  # after a close command: long enough for the fingers to shut
 POLICY_BUDGET = 40  # steps the policy gets before the expert takes over anyway
 
@@ -67,3 +76,32 @@ def run_policy_until_handover(env, policy_agent, obs: dict[str, Any], seed: int,
         if term or trunc:
             return obs, Handover(False, t + 1, "episode_ended")
     return obs, Handover(True, budget + GRASP_SETTLE_STEPS, "budget")
+
+
+def handover_step(plan: list[tuple[str, tuple[str, ...]]] | tuple) -> int:
+    """The index of the first place/stack step after step 0: where the expert takes over."""
+    for i, (skill, _) in enumerate(plan):
+        if i > 0 and skill in AFTER_POLICY_SKILLS:
+            return i
+    raise ValueError(f"a task handover needs a {' or '.join(AFTER_POLICY_SKILLS)} step after the "
+                     f"first step; the plan is {[s for s, _ in plan]}")
+
+
+def run_policy_until_step(env, policy_agent, obs: dict[str, Any], seed: int,
+                          step: int) -> tuple[dict[str, Any], Handover]:
+    """Let `policy_agent` act on a freshly reset task episode until `env.step_index` reaches
+    `step`, each earlier step within its skill's own step budget and the policy reset between
+    steps (as the runtime does); returns the observation the expert starts from."""
+    policy_agent.reset(env, seed)
+    t, current, used = 0, env.step_index, 0
+    while env.step_index < step:
+        if env.step_index != current:  # a step succeeded: the next one starts afresh
+            current, used = env.step_index, 0
+            policy_agent.reset(env, seed + current)
+        if used >= get_skill(env.plan[current][0]).max_steps:
+            return obs, Handover(False, t, "budget")
+        obs, _, term, trunc, _ = env.step(np.asarray(policy_agent.act(obs, env), dtype=np.float64))
+        t, used = t + 1, used + 1
+        if (term or trunc) and env.step_index < step:
+            return obs, Handover(False, t, "episode_ended")
+    return obs, Handover(True, t, "reached_step")

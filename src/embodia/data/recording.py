@@ -29,7 +29,9 @@ from embodia.data.handover import (
     GRASP_SETTLE_STEPS,
     POLICY_BUDGET,
     check_handover_skill,
+    handover_step,
     run_policy_until_handover,
+    run_policy_until_step,
 )
 from embodia.data.writer import STAGING, DatasetWriter, EpisodeBuffer, stage_episode
 
@@ -62,7 +64,9 @@ class CollectConfig:
     slip: float = 0.0
     # Recovery from a learned policy's own states (data/handover.py): a checkpoint folder
     # that acts first; the expert takes over once it has missed, and only the expert's part
-    # is recorded. Episodes the policy completes itself are not recorded.
+    # is recorded. Episodes the policy completes itself are not recorded. With a task, the
+    # policy does the steps before the first place/stack and the expert does that step
+    # (only it is recorded), from the grasp the policy made.
     recover_from: str | None = None
 
     def __post_init__(self) -> None:
@@ -75,9 +79,12 @@ class CollectConfig:
         else:
             get_skill(self.skill)
         if self.recover_from is not None:
-            if self.task is not None or self.perturb or self.slip:
-                raise ValueError("recover_from records one skill's recoveries; drop task/perturb/slip")
-            check_handover_skill(self.skill)
+            if self.perturb or self.slip:
+                raise ValueError("recover_from records from a policy's states; drop perturb/slip")
+            if self.task is not None:
+                handover_step(get_task(self.task).steps)
+            else:
+                check_handover_skill(self.skill)
             if not (Path(self.recover_from) / "config.json").is_file():
                 raise ValueError(f"recover_from: {self.recover_from!r} is not a checkpoint folder (no config.json)")
 
@@ -137,7 +144,8 @@ def _record_batch(cfg: dict, features: dict, seeds: list[int]) -> list[tuple[int
 
         torch.set_num_threads(1)
         policy_agent = PolicyAgent(load_checkpoint(cfg["recover_from"]))
-        max_steps = get_skill(cfg["skill"]).max_steps + POLICY_BUDGET + GRASP_SETTLE_STEPS
+        if not cfg["task"]:  # a task keeps its default budget: every step's own
+            max_steps = get_skill(cfg["skill"]).max_steps + POLICY_BUDGET + GRASP_SETTLE_STEPS
     env = TabletopEnv(embodiment=cfg["embodiment"], skill=None if cfg["task"] else cfg["skill"],
                       task=cfg["task"], arm=cfg["arm"], cameras=cfg["cameras"], max_steps=max_steps,
                       image_size=cfg["image_size"], instruction_split=cfg["instruction_split"])
@@ -151,8 +159,13 @@ def _record_batch(cfg: dict, features: dict, seeds: list[int]) -> list[tuple[int
     try:
         for seed in seeds:
             obs, info = env.reset(seed=seed)
+            stop_after = None  # a task handover records the expert's one step, then stops
             if policy_agent is not None:
-                obs, handover = run_policy_until_handover(env, policy_agent, obs, seed)
+                if cfg["task"]:
+                    stop_after = handover_step(env.plan)
+                    obs, handover = run_policy_until_step(env, policy_agent, obs, seed, stop_after)
+                else:
+                    obs, handover = run_policy_until_handover(env, policy_agent, obs, seed)
                 if not handover.handed_over:
                     out.append((seed, False, 0, False))
                     continue
@@ -161,7 +174,8 @@ def _record_batch(cfg: dict, features: dict, seeds: list[int]) -> list[tuple[int
             rng = np.random.default_rng(seed + PERTURB_SEED_OFFSET)
             sigma = cfg["perturb"] * rng.uniform()
             slip = rng.uniform() < cfg["slip"]
-            episodes = [(0, _step_buffer(env, 0, cfg["tier"], seed))]
+            first = env.step_index  # after a task handover, the expert's step
+            episodes = [(first, _step_buffer(env, first, cfg["tier"], seed))]
             ep = episodes[0][1]
             last_grip = 1.0
             while True:
@@ -179,6 +193,8 @@ def _record_batch(cfg: dict, features: dict, seeds: list[int]) -> list[tuple[int
                 # the label is what the expert meant; without perturbation, exactly what ran
                 if index < len(env.plan):
                     ep.add(obs_before, info["action"] if sigma == 0 else np.clip(action, low, high))
+                if stop_after is not None and env.step_index > stop_after:
+                    break
                 if env.step_index > index and env.step_index < len(env.plan):
                     ep = _step_buffer(env, env.step_index, cfg["tier"], seed)
                     episodes.append((env.step_index, ep))
