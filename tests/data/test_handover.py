@@ -95,41 +95,52 @@ def test_the_expert_takes_over_at_the_first_place_or_stack_after_the_first_step(
         handover_step([("place", ("a", "bowl")), ("push", ("b",))])
 
 
-def test_the_policy_runs_the_steps_before_the_handover_and_is_reset_between_them():
-    env = TabletopEnv(task="drawer_store", cameras=("front",), image_size=32)
-    try:
-        obs, _ = env.reset(seed=11)
-        policy = ExpertAsPolicy()
-        obs, h = run_policy_until_step(env, policy, obs, seed=11, step=2)
-        assert h.handed_over and h.reason == "reached_step" and env.step_index == 2
-        assert policy.resets == 2  # at the start, and when the pick began
-        cube = env.plan[2][1][0]
-        assert env.sim.object_pose(cube)[0][2] > 0.03  # the policy's grasp: the cube is lifted
-        assert obs["task"] == env.instructions[2]  # the expert starts under the place's words
-    finally:
-        env.close()
+@pytest.fixture
+def task_env():
+    """A factory of small task envs, all closed after the test."""
+    made = []
+
+    def make(task):
+        made.append(TabletopEnv(task=task, cameras=("front",), image_size=32))
+        return made[-1]
+
+    yield make
+    for e in made:
+        e.close()
 
 
-def test_a_policy_that_fails_an_earlier_step_is_not_handed_over():
-    env = TabletopEnv(task="put_in_bowl", cameras=("front",), image_size=32)
-    try:
-        obs, _ = env.reset(seed=12)
-        _, h = run_policy_until_step(env, Hovers(), obs, seed=12, step=1)
-        assert not h.handed_over and h.reason == "budget"
-        assert h.policy_steps == get_skill("pick").max_steps and env.step_index == 0
-    finally:
-        env.close()
+def test_the_policy_runs_the_steps_before_the_handover_and_is_reset_between_them(task_env):
+    env = task_env("drawer_store")
+    obs, _ = env.reset(seed=11)
+    policy = ExpertAsPolicy()
+    obs, h = run_policy_until_step(env, policy, obs, seed=11, step=2)
+    assert h.handed_over and h.reason == "reached_step" and env.step_index == 2
+    assert policy.resets == 2  # at the start, and when the pick began
+    cube = env.plan[2][1][0]
+    assert env.sim.object_pose(cube)[0][2] > 0.03  # the policy's grasp: the cube is lifted
+    assert obs["task"] == env.instructions[2]  # the expert starts under the place's words
+
+
+def test_a_policy_that_fails_an_earlier_step_is_not_handed_over(task_env):
+    env = task_env("put_in_bowl")
+    obs, _ = env.reset(seed=12)
+    _, h = run_policy_until_step(env, Hovers(), obs, seed=12, step=1)
+    assert not h.handed_over and h.reason == "budget"
+    assert h.policy_steps == get_skill("pick").max_steps and env.step_index == 0
+
+
+def _collect_from_policy(out, **kw):
+    """Two episodes recorded after the shipped checkpoint acted; (report, reader)."""
+    from embodia.data.reader import DatasetReader
+
+    report = collect(CollectConfig(out=out, episodes=2, batch=2, recover_from="checkpoints/arm7_flow", **kw))
+    assert report.recorded == 2
+    return report, DatasetReader(out)
 
 
 @pytest.mark.slow
 def test_collect_records_only_the_experts_recovery_from_the_policys_state(tmp_path):
-    from embodia.data.reader import DatasetReader
-
-    cfg = CollectConfig(out=tmp_path, skill="pick", episodes=2, seed_start=80000, batch=2,
-                        recover_from="checkpoints/arm7_flow")
-    report = collect(cfg)
-    assert report.recorded == 2
-    r = DatasetReader(tmp_path)
+    report, r = _collect_from_policy(tmp_path, skill="pick", seed_start=80000)
     env = TabletopEnv(skill="pick", cameras=())
     try:
         for i, seed in enumerate(report.seeds):
@@ -145,13 +156,7 @@ def test_collect_records_only_the_experts_recovery_from_the_policys_state(tmp_pa
 def test_a_task_handover_records_only_the_experts_place_from_the_policys_grasp(tmp_path):
     import pandas as pd
 
-    from embodia.data.reader import DatasetReader
-
-    cfg = CollectConfig(out=tmp_path, task="put_in_bowl", episodes=2, seed_start=90000, batch=2,
-                        recover_from="checkpoints/arm7_flow")
-    report = collect(cfg)
-    assert report.recorded == 2
-    r = DatasetReader(tmp_path)
+    _, r = _collect_from_policy(tmp_path, task="put_in_bowl", seed_start=90000)
     assert len(r.ep_start) == 2  # one episode per seed: the place, not the policy's pick
     tasks = pd.read_parquet(tmp_path / "meta" / "tasks.parquet").index
     assert all("bowl" in t for t in tasks)
