@@ -45,6 +45,30 @@ def test_nearest_known_instruction_with_the_same_objects_in_the_same_order():
     assert r("get the drawer open") == "open the drawer"
 
 
+def test_sentences_are_compared_with_their_object_phrases_masked():
+    seen: list[str] = []
+    bag = BagOfWords()
+
+    class Spy:
+        def encode(self, texts: list[str]) -> torch.Tensor:
+            seen.extend(texts)
+            return bag.encode(texts)
+
+    r = InstructionRetrieval(KNOWN, object_vocabulary(NAMES, NOUNS), Spy())
+    assert r.masked("Sweep the red block, then the green cube") == "sweep the object then the object"
+    assert r.masked("open the drawer handle") == "open the object"
+    r("sweep the red block to the square")
+    assert "sweep the object to the square" in seen
+    assert {r.masked(k) for k in KNOWN} <= set(seen)
+
+
+def test_the_users_own_words_break_ties_between_masked_twins():
+    known = ["lift the red cube", "lift the red block", "push the red cube to the square"]
+    r = InstructionRetrieval(known, object_vocabulary(NAMES, NOUNS), BagOfWords())
+    assert r("could you lift the red block") == "lift the red block"
+    assert r("could you lift the red cube") == "lift the red cube"
+
+
 def test_known_or_unmatched_instructions_pass_through():
     r = _retrieval()
     assert r("lift the red cube") == "lift the red cube"
