@@ -20,6 +20,7 @@ import torch
 
 from embodia.cerebellum.config import PolicyConfig
 from embodia.cerebellum.policy import VLAPolicy, batch_from_obs, normalizer_modes
+from embodia.cerebellum.training import resolve_device
 from embodia.data.normalize import Normalizer
 from embodia.eval.machine import machine_info
 
@@ -63,7 +64,8 @@ def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(xs, q))
 
 
-def bench_head(head: str, runs: int, train_steps: int, legacy: bool = False) -> dict:
+def bench_head(head: str, runs: int, train_steps: int, legacy: bool = False, train_device: str = "cpu",
+               train_batch: int = 64) -> dict:
     cfg = PolicyConfig(head=head) if legacy else shipped_config(head)
     policy = VLAPolicy(cfg, Normalizer(_stats(cfg), normalizer_modes(cfg)), FixedLanguage()).eval()
     rng = np.random.default_rng(0)
@@ -86,11 +88,17 @@ def bench_head(head: str, runs: int, train_steps: int, legacy: bool = False) -> 
         t0 = time.perf_counter()
         policy.select_action(obs)
         action_ms.append(1000 * (time.perf_counter() - t0))
-    # training throughput with all threads
+    # training throughput with all threads, on the training device (batches start on the CPU,
+    # as a DataLoader hands them over)
     torch.set_num_threads(os.cpu_count() or 1)
-    policy.train()
-    opt = torch.optim.AdamW(policy.parameters(), lr=1e-4)
-    b = 64
+    dev = resolve_device(train_device)
+    policy.to(dev).train()
+    b = train_batch
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
     tb = {"observation.state": torch.randn(b, 1, cfg.state_dim), "task": ["pick up the red cube"] * b,
           "action": torch.randn(b, cfg.horizon, cfg.action_dim).clamp(-1, 1),
           "action_is_pad": torch.zeros(b, cfg.horizon, dtype=torch.bool), "embodiment": [cfg.embodiment] * b}
@@ -98,15 +106,20 @@ def bench_head(head: str, runs: int, train_steps: int, legacy: bool = False) -> 
         tb[f"observation.images.{c}"] = torch.randint(0, 255, (b, 1, 3, cfg.image_size, cfg.image_size), dtype=torch.uint8)
     if cfg.env_state_dim:
         tb["observation.environment_state"] = 0.3 + 0.1 * torch.randn(b, 1, cfg.env_state_dim)
-    times = []
-    for i in range(train_steps + 2):
-        t0 = time.perf_counter()
-        loss, _ = policy.compute_loss(tb)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if i >= 2:
-            times.append(time.perf_counter() - t0)
+    times: dict[str, list[float]] = {}
+    for part in ("all", "action", "estimator") if cfg.env_state_input == "estimated" else ("all",):
+        params = policy.trainable(part)
+        opt = torch.optim.AdamW(params, lr=1e-4)
+        for i in range(train_steps + 2):
+            sync()
+            t0 = time.perf_counter()
+            loss, _ = policy.compute_loss(tb, part)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sync()
+            if i >= 2:
+                times.setdefault(part, []).append(time.perf_counter() - t0)
     n_prefix = sum(p.numel() for p in policy.prefix.parameters())
     n_head = sum(p.numel() for p in policy.head.parameters())
     n_est = sum(p.numel() for p in policy.estimator.parameters()) if policy.estimator is not None else 0
@@ -118,7 +131,9 @@ def bench_head(head: str, runs: int, train_steps: int, legacy: bool = False) -> 
         "action_ms_mean": round(statistics.mean(action_ms), 3),
         "params_total": sum(p.numel() for p in policy.parameters()), "params_prefix": n_prefix,
         "params_estimator": n_est, "params_head": n_head,
-        "train_samples_per_s": round(b / statistics.median(times), 1),
+        "train_device": str(dev), "train_batch": b,
+        "train_samples_per_s": round(b / statistics.median(times["all"]), 1),
+        "train_samples_per_s_by_part": {k: round(b / statistics.median(v), 1) for k, v in times.items()},
     }
 
 
@@ -127,10 +142,13 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--train-steps", type=int, default=10)
     ap.add_argument("--legacy", action="store_true", help="the image-token prefix (PolicyConfig defaults)")
+    ap.add_argument("--train-device", default="cpu", help="where training throughput is measured: cpu | cuda | auto")
+    ap.add_argument("--train-batch", type=int, default=64)
     a = ap.parse_args()
     out = {"benchmark": "policy_inference", "batch": 1, "threads_inference": 1,
            "architecture": "legacy image tokens" if a.legacy else "shipped (object estimator + object tokens)",
-           "heads": {h: bench_head(h, a.runs, a.train_steps, a.legacy) for h in ("flow", "tokens")},
+           "heads": {h: bench_head(h, a.runs, a.train_steps, a.legacy, a.train_device, a.train_batch)
+                     for h in ("flow", "tokens")},
            "target": "flow head <= 10 ms per 16-step chunk at the default size on one core",
            "machine": machine_info()}
     print(json.dumps(out, indent=2))

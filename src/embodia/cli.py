@@ -227,9 +227,10 @@ def train(
     hf_backbone: Annotated[Path | None, typer.Option(
         help="local Hugging Face VLM folder (SigLIP/CLIP-style) whose vision tower replaces the CNN")] = None,
     finetune_hf_backbone: Annotated[bool, typer.Option(help="train the HF vision tower too (default: frozen)")] = False,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present, else CPU) | cpu | cuda | cuda:N")] = "auto",
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Train a language-conditioned VLA policy from datasets (CPU by default)."""
+    """Train a language-conditioned VLA policy from datasets (CUDA when present, else the CPU)."""
     from embodia.cerebellum.config import PolicyConfig
     from embodia.cerebellum.training import TrainConfig
     from embodia.cerebellum.training import train as run_train
@@ -253,7 +254,7 @@ def train(
         cfg = TrainConfig(data=dirs, out=str(out), policy=pc, batch_size=batch_size, lr=lr,
                           max_steps=max_steps, max_minutes=max_minutes, seed=seed, threads=threads,
                           estimator_data=[d for d in estimator_data.split(",") if d] if estimator_data else None,
-                          balance_skills=balance_skills, ema_decay=ema,
+                          balance_skills=balance_skills, ema_decay=ema, device=device,
                           parallel_parts=(env_state_input == "estimated" and not image_tokens
                                           and hf_backbone is None if parallel_parts is None else parallel_parts))
         with Progress(TextColumn("train {task.fields[info]}"), BarColumn(), TimeElapsedColumn(),

@@ -1,6 +1,7 @@
 """Training the two parts of an object-centric policy apart (and at once, in two processes)."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -163,3 +164,40 @@ def test_ema_ships_the_average_and_resumes_from_the_raw_weights(tiny_ds, hash_la
     assert summary["resumed"] and summary["steps"] == 6
     with pytest.raises(ValueError, match="ema_decay"):
         _cfg(tiny_ds, out, ema_decay=1.0)
+
+
+def test_the_device_is_resolved_or_refused_before_any_work(tiny_ds, monkeypatch):
+    from embodia.cerebellum.training import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(ValueError, match="has 0 CUDA device"):
+        _cfg(tiny_ds, "unused", device="cuda")
+    with pytest.raises(ValueError, match="device must be"):
+        _cfg(tiny_ds, "unused", device="tpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("part", ["all", "action"])
+def test_training_runs_on_cuda_and_the_checkpoint_acts_the_same_on_the_cpu(tiny_ds, hash_language, tmp_path,
+                                                                          monkeypatch, part):
+    from embodia.cerebellum import training
+
+    monkeypatch.setattr(training, "LanguageEncoder", lambda: hash_language)
+    out = tmp_path / "ck"
+    cfg = _cfg(tiny_ds, out, part=part, device="cuda", max_steps=60, val_every=10, lr=1e-3, ema_decay=0.9)
+    summary = train(cfg)
+    assert summary["device"].startswith("cuda") and summary["steps"] == 60
+    vals = [json.loads(line)["val_loss"] for line in (out / "training/log.jsonl").read_text().splitlines()]
+    assert vals[-1] < vals[0], vals
+    # resume on the GPU: optimizer moments go back to the parameters' device
+    assert train(replace(cfg, max_steps=70))["resumed"]
+    cpu = load_checkpoint(out, language=hash_language)
+    gpu = load_checkpoint(out, language=hash_language).to("cuda")
+    assert next(gpu.parameters()).is_cuda and gpu.object_state.mean.is_cuda
+    train_ds, _, _, _ = build_datasets(replace(cfg, part="all"))  # with camera frames: the estimator acts
+    batch = torch.utils.data.default_collate([train_ds[i] for i in range(4)])
+    a_cpu = cpu.predict_chunk(batch)
+    a_gpu = gpu.predict_chunk(batch)
+    assert torch.allclose(a_cpu, a_gpu.cpu(), atol=1e-3), (a_cpu - a_gpu.cpu()).abs().max()

@@ -158,11 +158,13 @@ class ObjectStateEstimator(nn.Module):
             return out
         size = self.cfg.image_size
         uv = (kp[..., :2] + 1.0) / 2.0 * size
-        z0 = torch.stack([os_.floor[z] if z is not None else torch.tensor(0.0) for z in self._z])
+        zero = kp.new_zeros(())
+        z0 = torch.stack([os_.floor[z] if z is not None else zero for z in self._z])
         xy = back_project(self.projection, uv, z0.expand(b, -1))  # [B, K, 2]
         present = kp[..., 2]
-        norm_xy = (xy - os_.mean[self._xy]) / os_.std[self._xy] * present[..., None]
-        out = out.index_put((torch.arange(b)[:, None, None], self._xy[None].expand(b, -1, -1)), norm_xy)
+        ixy = self._xy.to(kp.device)
+        norm_xy = (xy - os_.mean[ixy]) / os_.std[ixy] * present[..., None]
+        out = out.index_put((torch.arange(b, device=kp.device)[:, None, None], ixy[None].expand(b, -1, -1)), norm_xy)
         for k, (z, flag) in enumerate(zip(self._z, self._flag, strict=True)):
             if z is not None:
                 out[:, z] = (z0[k] - os_.mean[z]) / os_.std[z] * present[:, k]

@@ -63,6 +63,13 @@ class ObjectState:
                                   for _, dims, _ in all_groups])
         self._flag = torch.tensor([with_z.index(obj) if obj in with_z else len(with_z) for obj, _, _ in all_groups])
 
+    def to(self, device: torch.device | str) -> ObjectState:
+        """Move the statistics and lookup tables (not module buffers: the policy calls this
+        whenever it moves, so they follow it onto a GPU)."""
+        for k in ("z_dims", "member", "mean", "std", "floor", "_xyz", "_flag"):
+            setattr(self, k, getattr(self, k).to(device))
+        return self
+
     @classmethod
     def from_stats(cls, names: list[str], stats: dict) -> ObjectState:
         return cls(names, np.asarray(stats["mean"]), np.asarray(stats["std"]), stats.get("floor"))

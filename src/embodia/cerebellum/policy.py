@@ -116,6 +116,17 @@ class VLAPolicy(nn.Module):
         self._t = 0
         self._generator = torch.Generator().manual_seed(0)
 
+    def _apply(self, fn, recurse: bool = True):  # noqa: ANN001, ANN202 (nn.Module's own signature)
+        """`.to(device)` / `.cuda()` also move the object-state tables, which are not buffers."""
+        super()._apply(fn, recurse)
+        if self.object_state is not None:
+            self.object_state.to(self.device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
     # ----------------------------------------------------------------- inputs
     @property
     def language(self) -> LanguageEncoder:
@@ -164,22 +175,26 @@ class VLAPolicy(nn.Module):
             if self._retrieval is None:
                 self._retrieval = InstructionRetrieval(cfg.known_instructions, cfg.object_words, self.language)
             tasks = [self._retrieval(t) for t in tasks]
-        state = torch.as_tensor(batch[STATE]).float()
+        dev = self.device
+        state = torch.as_tensor(batch[STATE], device=dev).float()
         if state.ndim == 3:  # [B, n_obs, S]: the policy uses the latest observation
             state = state[:, -1]
         images = []
         for k in self.image_keys() if with_images else []:
-            img = torch.as_tensor(batch[k])
+            img = torch.as_tensor(batch[k], device=dev)
             if img.ndim == 5:
                 img = img[:, -1]
             images.append(img)
         raw = None
         if ENV_STATE in batch and self.object_state is not None:
-            raw = torch.as_tensor(batch[ENV_STATE]).float()
+            raw = torch.as_tensor(batch[ENV_STATE], device=dev).float()
             raw = raw[:, -1] if raw.ndim == 3 else raw
+        words = None
+        if cfg.lang_tokens:
+            vecs, pad = self.language.encode_tokens(tasks, cfg.lang_tokens)
+            words = (vecs.to(dev), pad.to(dev))
         return PolicyInputs(
-            lang=self.language.encode(tasks),
-            words=self.language.encode_tokens(tasks, cfg.lang_tokens) if cfg.lang_tokens else None,
+            lang=self.language.encode(tasks).to(dev), words=words,
             state=self.normalizer.normalize(STATE, state), state_raw=state, images=images, env_raw=raw,
             env=self.object_state.features(raw) if raw is not None else None)
 
@@ -226,8 +241,8 @@ class VLAPolicy(nn.Module):
         loss, logs = torch.zeros(()), {}
         if part != "estimator":
             memory = self._prefix(x)
-            actions = self.normalizer.normalize(ACTION, torch.as_tensor(batch[ACTION]).float())
-            pad = torch.as_tensor(batch["action_is_pad"]).bool()
+            actions = self.normalizer.normalize(ACTION, torch.as_tensor(batch[ACTION], device=x.state.device).float())
+            pad = torch.as_tensor(batch["action_is_pad"], device=x.state.device).bool()
             loss, logs = self.head.loss(memory, actions, pad)
             if x.env is not None and self.env_probe is not None:
                 aux = ((self.env_probe(memory) - x.env) ** 2).mean()
@@ -270,11 +285,11 @@ class VLAPolicy(nn.Module):
         cfg = self.cfg
         if cfg.temporal_ensemble is None:
             if not self._queue:
-                chunk = self.predict_chunk(batch_from_obs(obs, cfg))[0].numpy()
+                chunk = self.predict_chunk(batch_from_obs(obs, cfg))[0].cpu().numpy()
                 self._queue.extend(chunk[: cfg.n_action_steps])
             self._t += 1
             return self._queue.popleft()
-        chunk = self.predict_chunk(batch_from_obs(obs, cfg))[0].numpy()
+        chunk = self.predict_chunk(batch_from_obs(obs, cfg))[0].cpu().numpy()
         self._ensemble.append((self._t, chunk))
         self._ensemble = [(t0, c) for t0, c in self._ensemble if self._t - t0 < cfg.horizon]
         preds = np.stack([c[self._t - t0] for t0, c in self._ensemble])

@@ -80,8 +80,11 @@ class TrainConfig:
     # follow the last few hundred noisy updates; the average is the usual cure (Diffusion
     # Policy, pi0 train with one). None = no average.
     ema_decay: float | None = None
+    # "auto": CUDA when this machine has it, else the CPU; or "cpu", "cuda", "cuda:N"
+    device: str = "auto"
 
     def __post_init__(self) -> None:
+        resolve_device(self.device)  # a bad or absent device is refused before any work
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
         if self.parallel_parts and self.part != "all":
@@ -93,6 +96,21 @@ class TrainConfig:
                 raise ValueError(f"estimator_data must be a non-empty subset of data; not in data: {stray}")
         for part in ("action", "estimator") if self.parallel_parts else (self.part,):
             check_part(self.policy, part)
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" -> cuda if available else cpu; anything else must exist on this machine."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}") from None
+    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
+        raise ValueError(f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
+    return dev
 
 
 def fixed_camera_projection(pc: PolicyConfig) -> list[list[float]]:
@@ -209,7 +227,9 @@ def _load_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
     params = [p for g in opt.param_groups for p in g["params"]]
     for key, v in tensors.items():
         i, k = key.split(".", 1)
-        opt.state[params[int(i)]][k] = v
+        p = params[int(i)]
+        # moments live with their parameter; AdamW keeps its step count on the CPU
+        opt.state[p][k] = v if k == "step" else v.to(p.device)
     for key, v in json.loads((path / "optimizer.json").read_text()).items():
         i, k = key.split(".", 1)
         opt.state[params[int(i)]][k] = v
@@ -272,6 +292,8 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None) -> d
     else:
         policy = VLAPolicy(cfg.policy, Normalizer(stats, normalizer_modes(cfg.policy)), language)
         st = {"step": 0, "samples": 0, "seconds": 0.0, "best_val": None}
+    device = resolve_device(cfg.device)
+    policy.to(device)
     params = policy.trainable(cfg.part)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if resumed:
@@ -332,7 +354,7 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None) -> d
                  "step": st["step"], "val_loss": val, "datasets": [str(r.root) for r in readers]}
         if ema is not None:
             tmp = state_dir / "raw.safetensors.tmp"
-            save_file({k: v.detach().contiguous() for k, v in policy.state_dict().items()}, str(tmp))
+            save_file({k: v.detach().contiguous().cpu() for k, v in policy.state_dict().items()}, str(tmp))
             os.replace(tmp, state_dir / "raw.safetensors")
         with shipped():
             save_checkpoint(policy, out, extra=extra)
@@ -372,7 +394,7 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None) -> d
     checkpoint(final_val)
     return {"steps": st["step"], "seconds": round(st["seconds"], 1), "final_val_loss": final_val,
             "best_val_loss": st["best_val"], "samples_per_s": round(st["samples"] / max(st["seconds"], 1e-9), 1),
-            "resumed": resumed, "out": str(out)}
+            "resumed": resumed, "out": str(out), "device": str(device)}
 
 
 def _train_part(cfg: TrainConfig) -> None:
@@ -419,4 +441,4 @@ def train_parts_in_parallel(cfg: TrainConfig, progress: Callable[[dict], None] |
             "final_val_loss": extra["val_loss"], "samples_per_s": {
                 "action": round(act_state["samples"] / max(act_state["seconds"], 1e-9), 1),
                 "estimator": round(est_state["samples"] / max(est_state["seconds"], 1e-9), 1)},
-            "resumed": act["resumed"], "out": str(out)}
+            "resumed": act["resumed"], "out": str(out), "device": act["device"]}

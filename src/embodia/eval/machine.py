@@ -9,6 +9,7 @@ import platform
 def machine_info() -> dict:
     import mujoco
     import numpy
+    import torch
 
     return {
         "cpu": platform.processor() or platform.machine(),
@@ -18,4 +19,6 @@ def machine_info() -> dict:
         "mujoco": mujoco.__version__,
         "mujoco_gl": os.environ.get("MUJOCO_GL"),
         "platform": platform.platform(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
