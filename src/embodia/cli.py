@@ -305,7 +305,7 @@ def collect(
                                "during a pick, so the expert's re-grasp is recorded")] = 0.0,
     recover_from: Annotated[str | None, typer.Option(
         help="a checkpoint that acts first; once it misses, the expert takes over and only the "
-             "expert's recovery is recorded (pick; DAgger-style). With --task: the policy does "
+             "expert's recovery is recorded (pick: a close on air; stack: a release beside the base; DAgger-style). With --task: the policy does "
              "the steps before the first place/stack, the expert that step, from the policy's grasp")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:

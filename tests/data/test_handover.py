@@ -2,12 +2,16 @@ import numpy as np
 import pytest
 
 from embodia.body.env import TabletopEnv
+from embodia.body.experts import Motion
+from embodia.body.scene import CUBE_HALF
 from embodia.body.skills import get_skill
 from embodia.data.handover import (
     GRASP_SETTLE_STEPS,
+    STACK_ALIGN_TOL,
     handover_step,
     run_policy_until_handover,
     run_policy_until_step,
+    stack_offset,
 )
 from embodia.data.recording import CollectConfig, collect
 from embodia.eval.rollout import ExpertAgent
@@ -73,6 +77,76 @@ def test_a_pick_the_policy_completes_is_not_handed_over(env):
     obs, _ = env.reset(seed=5)
     _, h = run_policy_until_handover(env, ExpertAsPolicy(), obs, seed=5)
     assert not h.handed_over and h.reason == "policy_succeeded" and env.step_index == 1
+
+
+class HoldsOn:
+    """Keeps the gripper shut and the hand still."""
+
+    def reset(self, env, seed):
+        pass
+
+    def act(self, obs, env):
+        a = np.zeros(env.action_space.shape)
+        a[-1] = 1.0
+        return a
+
+
+class StacksBeside:
+    """Carries the held cube to 2 cm beside its base, low, and lets go there."""
+
+    def reset(self, env, seed):
+        m = Motion(env.sim, env.arm, np.random.default_rng(seed), noise=0.0)
+        obj, base = env.plan[0][1]
+        off = m.obj(obj) - m.tcp()[0]
+        z = m.obj(base)[2] + 2 * CUBE_HALF + 0.012
+
+        def moves():
+            yield from m.transport(lambda: m.obj(base)[:2] + np.r_[0.02, 0.0] - off[:2], z - off[2], m.yaw(), 1.0,
+                                   tol=0.004)
+            while True:
+                yield from m.hold(0.0, 1)
+
+        self.moves = moves()
+
+    def act(self, obs, env):
+        return next(self.moves)
+
+
+@pytest.fixture
+def stack_env():
+    e = TabletopEnv(skill="stack", cameras=(), max_steps=200)
+    yield e
+    e.close()
+
+
+def test_a_stack_released_beside_the_base_is_handed_over_with_the_cube_in_hand(stack_env):
+    from embodia.body import predicates as P
+
+    env = stack_env
+    obs, _ = env.reset(seed=7)
+    obj, base = env.plan[0][1]
+    obs, h = run_policy_until_handover(env, StacksBeside(), obs, seed=7)
+    assert h.handed_over and h.reason == "premature_release"
+    assert P.holder(env.sim, obj) == env.arm and stack_offset(env.sim, obj, base) > STACK_ALIGN_TOL
+    low = env.sim.tcp_pose(env.arm)[0][2]
+    # the expert lines up from there without the climb to its transit height, and stacks
+    expert, highest = ExpertAgent(), low
+    expert.reset(env, 7)
+    while True:
+        obs, _, term, trunc, info = env.step(expert.act(obs, env))
+        highest = max(highest, env.sim.tcp_pose(env.arm)[0][2])
+        if term or trunc:
+            break
+    assert info["success"] and highest < low + 0.04 < 0.16
+
+
+def test_a_stack_the_policy_holds_on_to_or_completes_is_handled_by_its_rule(stack_env):
+    obs, _ = stack_env.reset(seed=8)
+    _, h = run_policy_until_handover(stack_env, HoldsOn(), obs, seed=8, budget=5)
+    assert h.handed_over and h.reason == "budget" and h.policy_steps == 5
+    obs, _ = stack_env.reset(seed=9)
+    _, h = run_policy_until_handover(stack_env, ExpertAsPolicy(), obs, seed=9)
+    assert not h.handed_over and h.reason == "policy_succeeded" and stack_env.step_index == 1
 
 
 def test_recover_from_refuses_what_it_cannot_do(tmp_path):

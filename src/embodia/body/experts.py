@@ -18,6 +18,7 @@ from embodia.body.sim import Simulation
 
 Vec = np.ndarray
 ArmAction = np.ndarray  # [dx, dy, dz, drx, dry, drz, gripper]
+TRANSIT_HEIGHT = 0.16  # m: what a carry rises to before travelling over
 
 
 def _wrap(a: float) -> float:
@@ -75,7 +76,7 @@ class Motion:
             yield self.action(pos, y, grip)
 
     def transport(self, xy: Callable[[], Vec], z: float, yaw: float, grip: float,
-                  transit: float = 0.16, tol: float = 0.008) -> Iterator[ArmAction]:
+                  transit: float = TRANSIT_HEIGHT, tol: float = 0.008) -> Iterator[ArmAction]:
         """Rise to a transit height, travel over, then descend to `z`."""
         lift = max(transit, self.tcp()[0][2])
         start = self.tcp()[0]
@@ -91,6 +92,9 @@ class Motion:
 # ---------------------------------------------------------------------------- skills
 
 PICK_ATTEMPTS = 3
+STACK_NEAR_XY = 0.05  # m: a held cube this close to over its base, ...
+STACK_NEAR_ABOVE = 0.04  # m: ... and the hand under this above its release height, is "near"
+STACK_NEAR_RISE = 0.015  # m: the rise before lining up from near
 
 
 def pick(m: Motion, obj: str) -> Iterator[ArmAction]:
@@ -163,7 +167,14 @@ def stack(m: Motion, obj: str, base: str) -> Iterator[ArmAction]:
     yaw = m.aligned_yaw(base_yaw - (held_yaw - m.yaw()))
     z = m.obj(base)[2] + 2 * CUBE_HALF + 0.006
     carry = _carry_xy(m, obj, lambda: m.obj(base)[:2])
-    yield from m.transport(carry, z - off[2], yaw, 1.0, tol=0.005)
+    # already low and near the base (a recovery that starts where a policy was about to let go
+    # off-centre): rise only STACK_NEAR_RISE and line up from there; from anywhere else, the
+    # usual transit height
+    tcp_z = m.tcp()[0][2]
+    near = (float(np.linalg.norm(m.obj(obj)[:2] - m.obj(base)[:2])) < STACK_NEAR_XY
+            and tcp_z < z - off[2] + STACK_NEAR_ABOVE)
+    transit = tcp_z + STACK_NEAR_RISE if near else TRANSIT_HEIGHT
+    yield from m.transport(carry, z - off[2], yaw, 1.0, tol=0.005, transit=transit)
     yield from m.hold(1.0, 2, yaw)
     yield from _release_and_retreat(m)
 

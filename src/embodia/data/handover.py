@@ -14,6 +14,14 @@ completes is not recorded (nothing to learn from it). Mid-motion handovers are a
 purpose: from a hand that is merely on its way down, the expert would restart with a rise
 to its transit height, and those labels would contradict the clean demonstrations.
 
+Handover rule (stack): the policy commands the gripper open while the held cube is more
+than `STACK_ALIGN_TOL` (horizontally) off the base, or has not let go after
+`POLICY_BUDGET` steps. The expert takes over from the state before that release, with the
+cube still in the hand: it rises a little, lines the cube up over the base and lets go. Why:
+the cloned stack carries the cube to about the right height and opens on time, 2-3 cm beside
+the base (validation seeds, true object state), and the cube falls off. No demonstration
+shows a hand that is low and off-centre correcting itself before it lets go.
+
 Handover at a step boundary (a task): the policy runs the task's first steps (the pick, or
 open-drawer-then-pick) and, once they succeed, the expert does the first place or stack
 from the grasp the policy made. Why: single-skill place and stack episodes start with the
@@ -32,10 +40,11 @@ import numpy as np
 from embodia.body import predicates as P
 from embodia.body.skills import get_skill
 
-HANDOVER_SKILLS = ("pick",)
+HANDOVER_SKILLS = ("pick", "stack")
 AFTER_POLICY_SKILLS = ("place", "stack")  # a task's first such step is the expert's
 GRASP_SETTLE_STEPS = 6  # after a close command: long enough for the fingers to shut
 POLICY_BUDGET = 40  # steps the policy gets before the expert takes over anyway
+STACK_ALIGN_TOL = 0.01  # m: a release with the cube further than this from over its base is premature
 
 
 @dataclass
@@ -60,6 +69,8 @@ def run_policy_until_handover(env, policy_agent, obs: dict[str, Any], seed: int,
     check_handover_skill(skill)
     obj, grip_dim = args[0], env.embodiment.arm_action_slice("ee_delta", env.arm).stop - 1
     policy_agent.reset(env, seed)
+    if skill == "stack":
+        return _until_premature_release(env, policy_agent, obs, obj, args[1], grip_dim, budget)
     closed_at: int | None = None
     for t in range(budget + GRASP_SETTLE_STEPS):
         held = P.holder(env.sim, obj) == env.arm
@@ -76,6 +87,37 @@ def run_policy_until_handover(env, policy_agent, obs: dict[str, Any], seed: int,
         if term or trunc:
             return obs, Handover(False, t + 1, "episode_ended")
     return obs, Handover(True, budget + GRASP_SETTLE_STEPS, "budget")
+
+
+def stack_offset(sim, obj: str, base: str) -> float:
+    """Horizontal distance (m) of `obj` from over `base`."""
+    return float(np.linalg.norm(sim.object_pose(obj)[0][:2] - sim.object_pose(base)[0][:2]))
+
+
+def _until_premature_release(env, policy_agent, obs: dict[str, Any], obj: str, base: str, grip_dim: int,
+                             budget: int) -> tuple[dict[str, Any], Handover]:
+    """The stack rule: hand over before a release made off the base (or at the budget)."""
+    for t in range(budget):
+        action = np.asarray(policy_agent.act(obs, env), dtype=np.float64)
+        if action[grip_dim] < 0.5 and P.holder(env.sim, obj) == env.arm:
+            if stack_offset(env.sim, obj, base) > STACK_ALIGN_TOL:
+                return obs, Handover(True, t, "premature_release")
+            while True:  # a release over the base: the policy's own stack, not recorded
+                obs, _, term, trunc, _ = env.step(action)
+                if env.step_index > 0:
+                    return obs, Handover(False, t + 1, "policy_succeeded")
+                if term or trunc:
+                    return obs, Handover(False, t + 1, "episode_ended")
+                t += 1
+                action = np.asarray(policy_agent.act(obs, env), dtype=np.float64)
+        obs, _, term, trunc, _ = env.step(action)
+        if env.step_index > 0:
+            return obs, Handover(False, t + 1, "policy_succeeded")
+        if term or trunc:
+            return obs, Handover(False, t + 1, "episode_ended")
+    if P.holder(env.sim, obj) != env.arm:
+        return obs, Handover(False, budget, "episode_ended")  # dropped it: the expert cannot start
+    return obs, Handover(True, budget, "budget")
 
 
 def handover_step(plan: list[tuple[str, tuple[str, ...]]] | tuple) -> int:
