@@ -18,7 +18,8 @@ from embodia.eval.rollout import ExpertAgent
 
 
 class ClosesAtOnce:
-    """A 'policy' that shuts the gripper where the hand is: a miss, far from any cube."""
+    """A 'policy' that shuts the gripper where the hand is: in a pick a miss, far from any
+    cube; in a stack, holding on to the cube and never letting go."""
 
     def reset(self, env, seed):
         pass
@@ -79,18 +80,6 @@ def test_a_pick_the_policy_completes_is_not_handed_over(env):
     assert not h.handed_over and h.reason == "policy_succeeded" and env.step_index == 1
 
 
-class HoldsOn:
-    """Keeps the gripper shut and the hand still."""
-
-    def reset(self, env, seed):
-        pass
-
-    def act(self, obs, env):
-        a = np.zeros(env.action_space.shape)
-        a[-1] = 1.0
-        return a
-
-
 class StacksBeside:
     """Carries the held cube to 2 cm beside its base, low, and lets go there."""
 
@@ -142,7 +131,7 @@ def test_a_stack_released_beside_the_base_is_handed_over_with_the_cube_in_hand(s
 
 def test_a_stack_the_policy_holds_on_to_or_completes_is_handled_by_its_rule(stack_env):
     obs, _ = stack_env.reset(seed=8)
-    _, h = run_policy_until_handover(stack_env, HoldsOn(), obs, seed=8, budget=5)
+    _, h = run_policy_until_handover(stack_env, ClosesAtOnce(), obs, seed=8, budget=5)
     assert h.handed_over and h.reason == "budget" and h.policy_steps == 5
     obs, _ = stack_env.reset(seed=9)
     _, h = run_policy_until_handover(stack_env, ExpertAsPolicy(), obs, seed=9)
