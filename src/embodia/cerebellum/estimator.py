@@ -143,7 +143,7 @@ class ObjectStateEstimator(nn.Module):
         # where each keypoint's geometric estimate goes in the feature vector
         e = len(cfg.env_names)
         with_z = [g[0] for g in object_state.groups]
-        self._xy = torch.tensor([[x, y] for _, x, y, _ in self.objects])
+        self.register_buffer("_xy", torch.tensor([[x, y] for _, x, y, _ in self.objects]), persistent=False)
         self._z = [z for *_, z in self.objects]
         self._flag = [e + with_z.index(obj) if obj in with_z else None for obj, *_ in self.objects]
         self._fast = TraceCache("_estimate_flat")
@@ -162,9 +162,8 @@ class ObjectStateEstimator(nn.Module):
         z0 = torch.stack([os_.floor[z] if z is not None else zero for z in self._z])
         xy = back_project(self.projection, uv, z0.expand(b, -1))  # [B, K, 2]
         present = kp[..., 2]
-        ixy = self._xy.to(kp.device)
-        norm_xy = (xy - os_.mean[ixy]) / os_.std[ixy] * present[..., None]
-        out = out.index_put((torch.arange(b, device=kp.device)[:, None, None], ixy[None].expand(b, -1, -1)), norm_xy)
+        norm_xy = (xy - os_.mean[self._xy]) / os_.std[self._xy] * present[..., None]
+        out = out.index_put((torch.arange(b, device=kp.device)[:, None, None], self._xy[None].expand(b, -1, -1)), norm_xy)
         for k, (z, flag) in enumerate(zip(self._z, self._flag, strict=True)):
             if z is not None:
                 out[:, z] = (z0[k] - os_.mean[z]) / os_.std[z] * present[:, k]

@@ -96,28 +96,25 @@ def stack_offset(sim, obj: str, base: str) -> float:
 
 def _until_premature_release(env, policy_agent, obs: dict[str, Any], obj: str, base: str, grip_dim: int,
                              budget: int) -> tuple[dict[str, Any], Handover]:
-    """The stack rule: hand over before a release made off the base (or at the budget)."""
-    for t in range(budget):
+    """The stack rule: hand over before a release made off the base (or at the budget). A
+    release over the base is the policy's own stack: it runs on, and is not recorded."""
+    t, released = 0, False
+    while True:
+        if not released and t >= budget:
+            if P.holder(env.sim, obj) != env.arm:
+                return obs, Handover(False, t, "episode_ended")  # dropped it: the expert cannot start
+            return obs, Handover(True, t, "budget")
         action = np.asarray(policy_agent.act(obs, env), dtype=np.float64)
-        if action[grip_dim] < 0.5 and P.holder(env.sim, obj) == env.arm:
+        if not released and action[grip_dim] < 0.5 and P.holder(env.sim, obj) == env.arm:
             if stack_offset(env.sim, obj, base) > STACK_ALIGN_TOL:
                 return obs, Handover(True, t, "premature_release")
-            while True:  # a release over the base: the policy's own stack, not recorded
-                obs, _, term, trunc, _ = env.step(action)
-                if env.step_index > 0:
-                    return obs, Handover(False, t + 1, "policy_succeeded")
-                if term or trunc:
-                    return obs, Handover(False, t + 1, "episode_ended")
-                t += 1
-                action = np.asarray(policy_agent.act(obs, env), dtype=np.float64)
+            released = True
         obs, _, term, trunc, _ = env.step(action)
+        t += 1
         if env.step_index > 0:
-            return obs, Handover(False, t + 1, "policy_succeeded")
+            return obs, Handover(False, t, "policy_succeeded")
         if term or trunc:
-            return obs, Handover(False, t + 1, "episode_ended")
-    if P.holder(env.sim, obj) != env.arm:
-        return obs, Handover(False, budget, "episode_ended")  # dropped it: the expert cannot start
-    return obs, Handover(True, budget, "budget")
+            return obs, Handover(False, t, "episode_ended")
 
 
 def handover_step(plan: list[tuple[str, tuple[str, ...]]] | tuple) -> int:
