@@ -41,8 +41,9 @@ def test_estimator_learns_where_objects_are_and_runs_without_the_privileged_vect
     assert chunk.shape == (1, 4, 7) and torch.isfinite(chunk).all()
 
 
-def test_object_policy_checkpoint_round_trip(tiny_ds, hash_language, tmp_path):
-    policy = _policy(tiny_ds, hash_language, **OBJ).eval()
+@pytest.mark.parametrize("offsets", [{}, {"held_offsets": True, "fine_offsets": 0.02}])
+def test_object_policy_checkpoint_round_trip(tiny_ds, hash_language, tmp_path, offsets):
+    policy = _policy(tiny_ds, hash_language, **OBJ, **offsets).eval()
     names = policy.prefix.objects.name_emb.clone()
     assert names.abs().sum() > 0  # the objects' names came from the language encoder
     batch = batch_from_obs(_obs(tiny_ds), policy.cfg)

@@ -79,3 +79,47 @@ def test_positions_and_presence_per_object():
     assert torch.all(pos[:, 3] == 0) and torch.all(pos[:, 4, 2] == 0)  # no x/y/z: zeros
     parked = obj.features(torch.tensor(rows[:1], dtype=torch.float32))
     assert obj.group_presence(parked).tolist() == [[0.0, 1.0, 1.0, 1.0, 1.0]]
+
+
+def _scene():
+    """Red cube present at (0.5, 0.1, 0.05), everything else as in `_rows`."""
+    rows = _rows()
+    obj = ObjectState.from_stats(NAMES, ObjectState.fit(NAMES, rows))
+    row = rows[-1].copy()
+    row[0:3] = (0.5, 0.1, 0.05)
+    return obj, obj.features(torch.tensor(row[None], dtype=torch.float32)), row
+
+
+def test_offsets_from_the_hand_in_decimetres():
+    obj, feats, row = _scene()
+    ee = torch.tensor([[0.5, 0.1, 0.15]])
+    off = obj.offsets(feats, [ee])
+    assert off.shape == (1, 5, 3)
+    torch.testing.assert_close(off[0, 0], torch.tensor([0.0, 0.0, -1.0]), atol=1e-4, rtol=0)  # 10 cm below
+    parked = obj.features(torch.tensor(_rows()[:1], dtype=torch.float32))
+    assert torch.all(obj.offsets(parked, [ee])[0, 0] == 0)  # an absent object reads 0
+
+
+def test_held_offsets_are_measured_from_the_object_at_the_hand():
+    obj, feats, row = _scene()
+    ee = torch.tensor([[0.5, 0.1, 0.055]])  # the red cube is in the fingers
+    off = obj.offsets(feats, [ee], held=True)
+    assert off.shape == (1, 5, 6)
+    handle = torch.tensor(row[8:11], dtype=torch.float32)
+    cube = torch.tensor([0.5, 0.1, 0.05])
+    # within a millimetre: the other objects are 10+ cm away and weigh e^-5 or less
+    torch.testing.assert_close(off[0, 2, 3:], (handle - cube) * 10, atol=0.01, rtol=0)
+    assert off[0, 0, 3:].abs().max() < 0.01  # the held cube from itself
+    # the zone (a floor marking) is never "at the hand", even with the hand on it
+    on_zone = torch.tensor([[row[12], row[13], 0.0]], dtype=torch.float32)
+    assert obj.offsets(feats, [on_zone], held=True)[0, 4, 3:5].abs().max() > 0.1
+
+
+def test_fine_offsets_resolve_centimetres_and_saturate():
+    obj, feats, _ = _scene()
+    ee = torch.tensor([[0.51, 0.1, 0.05]])  # 1 cm beside the cube
+    off = obj.offsets(feats, [ee], fine=0.02)
+    assert off.shape == (1, 5, 6)
+    assert abs(float(off[0, 0, 3]) - float(np.tanh(-0.5))) < 1e-3
+    assert abs(float(off[0, 0, 0]) - (-0.1)) < 1e-3
+    assert off[0, 2, 3:].abs().max() <= 1.0

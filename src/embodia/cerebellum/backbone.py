@@ -37,7 +37,7 @@ class PrefixEncoder(nn.Module):
                 d, cfg.image_size, cfg.lang_dim if cfg.film else None, cfg.keypoints)
         # one token per object (estimated or privileged state), its name embedded by the
         # sentence model and projected by `words`
-        self.objects = (ObjectTokens(cfg.env_names, d, len(effector_dims(cfg.embodiment)))
+        self.objects = (ObjectTokens(cfg.env_names, d, offset_dim(cfg))
                         if cfg.env_state_input != "none" else None)
         self.words = nn.Linear(cfg.lang_dim, d) if self.objects is not None else None
         self.camera_embed = nn.Parameter(torch.zeros(len(cfg.cameras), 1, d))
@@ -55,7 +55,8 @@ class PrefixEncoder(nn.Module):
         env [B, F] (object-state features, when the config conditions on them), words
         (word-piece embeddings [B, T, 384], padding mask [B, T]): each object's relevance
         to the instruction is measured on them (on the sentence vector when None); offsets
-        [B, O, 3 * effectors] each object's position from each end effector (decimetres)."""
+        [B, O, offset_dim(cfg)] each object's position from each end effector and more
+        (`ObjectState.offsets`)."""
         if (tracing_applies(self) and not self.cfg.image_tokens and self.objects is not None
                 and env is not None and words is not None and offsets is not None):
             return self._fast(self, lang, state, env, words[0], words[1], offsets)
@@ -92,6 +93,13 @@ def effector_dims(embodiment: str) -> list[list[int]]:
     spec = get_embodiment(embodiment)
     names = list(spec.state_names)
     return [[names.index(f"{arm}.ee_{a}") for a in "xyz"] for arm in spec.arm_names if f"{arm}.ee_x" in names]
+
+
+def offset_dim(cfg: PolicyConfig) -> int:
+    """Width of each object's offsets (`ObjectState.offsets` under this config)."""
+    n = len(effector_dims(cfg.embodiment))
+    refs = n + (1 if cfg.held_offsets and n else 0)
+    return 3 * refs * (2 if cfg.fine_offsets > 0 else 1)
 
 
 def make_prefix(cfg: PolicyConfig) -> nn.Module:

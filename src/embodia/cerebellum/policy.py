@@ -221,10 +221,8 @@ class VLAPolicy(nn.Module):
         feats = self.object_input(x)
         offsets = None
         if feats is not None:
-            pos = self.object_state.positions(feats)  # [B, O, 3] metres
             ee = [x.state_raw[:, dims] for dims in self._effectors]
-            offsets = torch.cat([(pos - e[:, None]) * 10.0 for e in ee], dim=-1) if ee else pos[..., :0]
-            offsets = offsets * self.object_state.group_presence(feats)[..., None]
+            offsets = self.object_state.offsets(feats, ee, self.cfg.held_offsets, self.cfg.fine_offsets)
         return self.prefix(x.lang, x.state, x.images, feats, x.words, offsets)
 
     def memory(self, batch: dict[str, Any]) -> torch.Tensor:
