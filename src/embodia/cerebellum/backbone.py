@@ -30,7 +30,7 @@ class PrefixEncoder(nn.Module):
         d = cfg.d_model
         self.cfg = cfg
         self.lang = nn.Sequential(nn.Linear(cfg.lang_dim, d), nn.GELU(), nn.Linear(d, d))
-        self.state = nn.Sequential(nn.Linear(cfg.state_dim, d), nn.GELU(), nn.Linear(d, d))
+        self.state = nn.Sequential(nn.Linear(cfg.state_dim + len(motion_dims(cfg)), d), nn.GELU(), nn.Linear(d, d))
         self.vision = None
         if cfg.image_tokens:
             self.vision = vision if vision is not None else VisionEncoder(
@@ -51,7 +51,8 @@ class PrefixEncoder(nn.Module):
     def forward(self, lang: torch.Tensor, state: torch.Tensor, images: list[torch.Tensor],
                 env: torch.Tensor | None = None, words: tuple[torch.Tensor, torch.Tensor] | None = None,
                 offsets: torch.Tensor | None = None) -> torch.Tensor:
-        """lang [B, 384], state [B, S] (normalized), images: per camera [B, 3, H, W],
+        """lang [B, 384], state [B, S (+ motion)] (normalized proprioception, then the motion
+        input when the config has one), images: per camera [B, 3, H, W],
         env [B, F] (object-state features, when the config conditions on them), words
         (word-piece embeddings [B, T, 384], padding mask [B, T]): each object's relevance
         to the instruction is measured on them (on the sentence vector when None); offsets
@@ -93,6 +94,17 @@ def effector_dims(embodiment: str) -> list[list[int]]:
     spec = get_embodiment(embodiment)
     names = list(spec.state_names)
     return [[names.index(f"{arm}.ee_{a}") for a in "xyz"] for arm in spec.arm_names if f"{arm}.ee_x" in names]
+
+
+def motion_dims(cfg: PolicyConfig) -> list[int]:
+    """Indices of the state values whose change over a control step is the motion input
+    (each arm's end-effector xyz and gripper width); none unless `cfg.motion_input`."""
+    if not cfg.motion_input:
+        return []
+    from embodia.body.embodiments import get_embodiment
+
+    names = list(get_embodiment(cfg.embodiment).state_names)
+    return [i for i, n in enumerate(names) if n.rsplit(".", 1)[-1] in ("ee_x", "ee_y", "ee_z", "gripper_width")]
 
 
 def offset_dim(cfg: PolicyConfig) -> int:

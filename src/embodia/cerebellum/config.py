@@ -60,6 +60,12 @@ class PolicyConfig:
     # of every offset, centimetre resolution where a grasp or a release needs it (0 = off)
     held_offsets: bool = False
     fine_offsets: float = 0.0
+    # the hand's motion over the last control step (each arm's end-effector xyz and gripper
+    # width, state[t] - state[t-1]) as an input: which way the hand is going, which one frame
+    # cannot say (a hand hovering over the base may be coming down or going up). Reads an
+    # observation.state history [B, 2, S]; `select_action` keeps one, a single frame reads as
+    # no motion
+    motion_input: bool = False
     image_tokens: bool = True  # camera tokens in the prefix (False: cameras feed the estimator only)
     lang_dim: int = 384  # all-MiniLM-L6-v2
     flow_steps: int = 10
