@@ -209,12 +209,6 @@ def train(
                       "0.1 is about the estimator's median error)")] = 0.1,
     flow_prior: Annotated[bool, typer.Option(
         help="flow head: start integration from a regressed chunk plus noise (not pure noise)")] = True,
-    held_offsets: Annotated[bool, typer.Option(
-        help="object tokens also read each object's offset from the object at the hand")] = False,
-    fine_offsets: Annotated[float, typer.Option(
-        min=0.0, help="object tokens also read tanh(offset / this many metres) of every offset (0: off)")] = 0.0,
-    motion_input: Annotated[bool, typer.Option(
-        help="the prefix also reads the hand's motion over the last control step (state history of 2)")] = False,
     lang_tokens: Annotated[int, typer.Option(
         min=0, help="instruction word pieces that object relevance is measured on (0: sentence vector)")] = 24,
     threads: Annotated[int | None, typer.Option(help="torch threads (default: all cores)")] = None,
@@ -252,7 +246,6 @@ def train(
                           if cams and f"observation.images.{cams[0]}" in feats else 96,
                           env_state_input=env_state_input, image_tokens=image_tokens, lang_tokens=lang_tokens,
                           env_state_noise=env_state_noise, flow_prior=flow_prior,
-                          held_offsets=held_offsets, fine_offsets=fine_offsets, motion_input=motion_input,
                           state_dim=feats["observation.state"]["shape"][0],
                           action_dim=feats["action"]["shape"][0] if "action" in feats else 0,
                           horizon=horizon, d_model=d_model, control_rate_hz=float(meta.fps),

@@ -41,9 +41,8 @@ def test_estimator_learns_where_objects_are_and_runs_without_the_privileged_vect
     assert chunk.shape == (1, 4, 7) and torch.isfinite(chunk).all()
 
 
-@pytest.mark.parametrize("offsets", [{}, {"held_offsets": True, "fine_offsets": 0.02}, {"motion_input": True}])
-def test_object_policy_checkpoint_round_trip(tiny_ds, hash_language, tmp_path, offsets):
-    policy = _policy(tiny_ds, hash_language, **OBJ, **offsets).eval()
+def test_object_policy_checkpoint_round_trip(tiny_ds, hash_language, tmp_path):
+    policy = _policy(tiny_ds, hash_language, **OBJ).eval()
     names = policy.prefix.objects.name_emb.clone()
     assert names.abs().sum() > 0  # the objects' names came from the language encoder
     batch = batch_from_obs(_obs(tiny_ds), policy.cfg)
@@ -110,22 +109,3 @@ def test_flow_temperature_zero_makes_sampling_deterministic(tiny_ds, hash_langua
     b = policy.predict_chunk(batch)
     policy._generator.manual_seed(2)
     torch.testing.assert_close(b, policy.predict_chunk(batch), rtol=0, atol=0)
-
-
-def test_motion_input_reads_the_previous_control_step(tiny_ds, hash_language, monkeypatch):
-    policy = _policy(tiny_ds, hash_language, **OBJ, motion_input=True, n_action_steps=1).eval()
-    seen = []
-    real = policy._prefix
-    monkeypatch.setattr(policy, "_prefix", lambda x: seen.append(x.motion.clone()) or real(x))
-    first, second = _obs(tiny_ds, 0), _obs(tiny_ds, 3)
-    policy.select_action(first)
-    policy.select_action(second)
-    assert seen[0].shape == (1, 4)  # ee xyz and gripper width of the one arm
-    assert torch.all(seen[0] == 0)  # no history yet: no motion
-    moved = torch.as_tensor(second["observation.state"] - first["observation.state"])[[8, 9, 10, 7]]
-    torch.testing.assert_close(seen[1][0].sort().values, (moved * 20.0).float().sort().values)
-    policy.reset()
-    policy.select_action(second)
-    assert torch.all(seen[2] == 0)  # a new episode forgets the old one's last state
-    # training windows carry the history the motion input needs
-    assert _batch(policy, tiny_ds)["observation.state"].shape[1] == 2

@@ -30,14 +30,14 @@ class PrefixEncoder(nn.Module):
         d = cfg.d_model
         self.cfg = cfg
         self.lang = nn.Sequential(nn.Linear(cfg.lang_dim, d), nn.GELU(), nn.Linear(d, d))
-        self.state = nn.Sequential(nn.Linear(cfg.state_dim + len(motion_dims(cfg)), d), nn.GELU(), nn.Linear(d, d))
+        self.state = nn.Sequential(nn.Linear(cfg.state_dim, d), nn.GELU(), nn.Linear(d, d))
         self.vision = None
         if cfg.image_tokens:
             self.vision = vision if vision is not None else VisionEncoder(
                 d, cfg.image_size, cfg.lang_dim if cfg.film else None, cfg.keypoints)
         # one token per object (estimated or privileged state), its name embedded by the
         # sentence model and projected by `words`
-        self.objects = (ObjectTokens(cfg.env_names, d, offset_dim(cfg))
+        self.objects = (ObjectTokens(cfg.env_names, d, len(effector_dims(cfg.embodiment)))
                         if cfg.env_state_input != "none" else None)
         self.words = nn.Linear(cfg.lang_dim, d) if self.objects is not None else None
         self.camera_embed = nn.Parameter(torch.zeros(len(cfg.cameras), 1, d))
@@ -51,13 +51,11 @@ class PrefixEncoder(nn.Module):
     def forward(self, lang: torch.Tensor, state: torch.Tensor, images: list[torch.Tensor],
                 env: torch.Tensor | None = None, words: tuple[torch.Tensor, torch.Tensor] | None = None,
                 offsets: torch.Tensor | None = None) -> torch.Tensor:
-        """lang [B, 384], state [B, S (+ motion)] (normalized proprioception, then the motion
-        input when the config has one), images: per camera [B, 3, H, W],
+        """lang [B, 384], state [B, S] (normalized), images: per camera [B, 3, H, W],
         env [B, F] (object-state features, when the config conditions on them), words
         (word-piece embeddings [B, T, 384], padding mask [B, T]): each object's relevance
         to the instruction is measured on them (on the sentence vector when None); offsets
-        [B, O, offset_dim(cfg)] each object's position from each end effector and more
-        (`ObjectState.offsets`)."""
+        [B, O, 3 * effectors] each object's position from each end effector (decimetres)."""
         if (tracing_applies(self) and not self.cfg.image_tokens and self.objects is not None
                 and env is not None and words is not None and offsets is not None):
             return self._fast(self, lang, state, env, words[0], words[1], offsets)
@@ -94,24 +92,6 @@ def effector_dims(embodiment: str) -> list[list[int]]:
     spec = get_embodiment(embodiment)
     names = list(spec.state_names)
     return [[names.index(f"{arm}.ee_{a}") for a in "xyz"] for arm in spec.arm_names if f"{arm}.ee_x" in names]
-
-
-def motion_dims(cfg: PolicyConfig) -> list[int]:
-    """Indices of the state values whose change over a control step is the motion input
-    (each arm's end-effector xyz and gripper width); none unless `cfg.motion_input`."""
-    if not cfg.motion_input:
-        return []
-    from embodia.body.embodiments import get_embodiment
-
-    names = list(get_embodiment(cfg.embodiment).state_names)
-    return [i for i, n in enumerate(names) if n.rsplit(".", 1)[-1] in ("ee_x", "ee_y", "ee_z", "gripper_width")]
-
-
-def offset_dim(cfg: PolicyConfig) -> int:
-    """Width of each object's offsets (`ObjectState.offsets` under this config)."""
-    n = len(effector_dims(cfg.embodiment))
-    refs = n + (1 if cfg.held_offsets and n else 0)
-    return 3 * refs * (2 if cfg.fine_offsets > 0 else 1)
 
 
 def make_prefix(cfg: PolicyConfig) -> nn.Module:

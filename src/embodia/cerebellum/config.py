@@ -53,19 +53,6 @@ class PolicyConfig:
     # instruction word pieces (MiniLM per-token embeddings, up to this many) against which
     # each object token's relevance is measured; 0 = measure on the sentence vector
     lang_tokens: int = 0
-    # object-token inputs besides each object's offset from each end effector (decimetres):
-    # `held_offsets` adds its offset from the object at the hand (a soft nearest, cerebellum/
-    # object_state.py), the quantity a stack or a place lines up, handed over instead of
-    # subtracted across two tokens; `fine_offsets` > 0 adds tanh(offset / fine_offsets metres)
-    # of every offset, centimetre resolution where a grasp or a release needs it (0 = off)
-    held_offsets: bool = False
-    fine_offsets: float = 0.0
-    # the hand's motion over the last control step (each arm's end-effector xyz and gripper
-    # width, state[t] - state[t-1]) as an input: which way the hand is going, which one frame
-    # cannot say (a hand hovering over the base may be coming down or going up). Reads an
-    # observation.state history [B, 2, S]; `select_action` keeps one, a single frame reads as
-    # no motion
-    motion_input: bool = False
     image_tokens: bool = True  # camera tokens in the prefix (False: cameras feed the estimator only)
     lang_dim: int = 384  # all-MiniLM-L6-v2
     flow_steps: int = 10
@@ -104,8 +91,6 @@ class PolicyConfig:
         self.flow_beta = tuple(self.flow_beta)
         if self.env_state_names and len(self.env_state_names) != self.env_state_dim:
             raise ValueError(f"env_state_names has {len(self.env_state_names)} names for env_state_dim {self.env_state_dim}")
-        if self.fine_offsets < 0:
-            raise ValueError(f"fine_offsets must be >= 0 metres, got {self.fine_offsets}")
         if self.hf_backbone is not None:
             self.hf_backbone = str(self.hf_backbone)  # a Path would not survive config.json
 

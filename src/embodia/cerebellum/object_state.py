@@ -15,7 +15,6 @@ import torch
 
 PARKED_BELOW = -0.1  # metres: anything whose z is below this was parked under the table
 MIN_STD = 0.01  # a dimension that never moves in the data (a bowl's z) must not blow up
-HELD_RADIUS = 0.02  # metres: softness of "the object at the hand" (softmax over -distance / this)
 
 
 def object_groups(names: list[str]) -> list[tuple[str, list[int], int | None]]:
@@ -63,13 +62,11 @@ class ObjectState:
         self._xyz = torch.tensor([[next((i for i in dims if self.names[i].endswith("." + a)), e) for a in "xyz"]
                                   for _, dims, _ in all_groups])
         self._flag = torch.tensor([with_z.index(obj) if obj in with_z else len(with_z) for obj, _, _ in all_groups])
-        # objects with a height can be at the hand; a floor marking (the push zone) cannot
-        self._can_hold = torch.tensor([obj in with_z for obj, _, _ in all_groups])
 
     def to(self, device: torch.device | str) -> ObjectState:
         """Move the statistics and lookup tables (not module buffers: the policy calls this
         whenever it moves, so they follow it onto a GPU)."""
-        for k in ("z_dims", "member", "mean", "std", "floor", "_xyz", "_flag", "_can_hold"):
+        for k in ("z_dims", "member", "mean", "std", "floor", "_xyz", "_flag"):
             setattr(self, k, getattr(self, k).to(device))
         return self
 
@@ -110,30 +107,6 @@ class ObjectState:
         flags = torch.cat([feats[:, len(self.names):], torch.ones_like(feats[:, :1])], dim=-1)
         return flags[:, self._flag]
 
-    def offsets(self, feats: torch.Tensor, effectors: list[torch.Tensor], held: bool = False,
-                fine: float = 0.0) -> torch.Tensor:
-        """[B, O, 3 * references * (2 if fine else 1)]: where each object is from each reference
-        point, in decimetres, and with `fine` > 0 also tanh(offset / fine metres). References:
-        each end effector [B, 3], and with `held` the object at the first hand (present objects
-        weighted by softmax(-distance / HELD_RADIUS): the cube in the fingers while carried).
-        Absent objects read 0."""
-        pos = self.positions(feats)
-        presence = self.group_presence(feats)
-        refs = list(effectors)
-        if held and effectors:
-            dist = (pos - effectors[0][:, None]).norm(dim=-1)
-            candidate = (presence > 0.5) & self._can_hold
-            w = torch.softmax((-dist / HELD_RADIUS).masked_fill(~candidate, -1e4), dim=-1)
-            refs.append((w[..., None] * pos).sum(1))
-        parts = []
-        for ref in refs:
-            rel = pos - ref[:, None]
-            parts.append(rel * 10.0)
-            if fine > 0:
-                parts.append(torch.tanh(rel / fine))
-        out = torch.cat(parts, dim=-1) if parts else pos[..., :0]
-        return out * presence[..., None]
-
     @staticmethod
     def fit(names: list[str], rows: np.ndarray) -> dict[str, list[float]]:
         """Mean/std per dimension over the rows where its object is present."""
@@ -167,14 +140,14 @@ class ObjectTokens(torch.nn.Module):
     cube"): which-object-is-meant arrives as one number per object instead of a binding the
     transformer must discover from a few thousand demonstrations."""
 
-    def __init__(self, names: list[str], d_model: int, offset_dim: int = 0, name_dim: int = 384) -> None:
+    def __init__(self, names: list[str], d_model: int, n_effectors: int = 0, name_dim: int = 384) -> None:
         super().__init__()
         groups = object_groups(names)
         with_z = [obj for obj, _, z in groups if z is not None]
         self.objects = [obj for obj, _, _ in groups]
         self.index = [dims + ([len(names) + with_z.index(obj)] if obj in with_z else []) for obj, dims, _ in groups]
-        # inputs per object: its features, relevance, and its offsets (`ObjectState.offsets`)
-        self.proj = torch.nn.ModuleList(torch.nn.Linear(len(ix) + 1 + offset_dim, d_model) for ix in self.index)
+        # inputs per object: its features, relevance, and its offset from each end effector
+        self.proj = torch.nn.ModuleList(torch.nn.Linear(len(ix) + 1 + 3 * n_effectors, d_model) for ix in self.index)
         self.register_buffer("name_emb", torch.zeros(len(groups), name_dim))
 
     def relevance(self, lang: torch.Tensor, words: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
@@ -187,9 +160,9 @@ class ObjectTokens(torch.nn.Module):
 
     def forward(self, feats: torch.Tensor, word_proj: torch.nn.Module, relevance: torch.Tensor,
                 offsets: torch.Tensor) -> torch.Tensor:
-        """offsets [B, O, offset_dim]: where each object is from each end effector and more
-        (`ObjectState.offsets`: the quantities a reach, a grasp or a release acts on, handed
-        over instead of learned from two differently normalized vectors)."""
+        """offsets [B, O, 3 * effectors]: where each object is from each end effector (the
+        quantity a reach or a grasp acts on, handed over instead of learned from two
+        differently normalized vectors)."""
         own = torch.stack([p(torch.cat([feats[:, ix], relevance[:, i:i + 1], offsets[:, i]], dim=-1))
                            for i, (p, ix) in enumerate(zip(self.proj, self.index, strict=True))], dim=1)
         return own + word_proj(self.name_emb)[None]

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from embodia.cerebellum.backbone import effector_dims, make_prefix, motion_dims
+from embodia.cerebellum.backbone import effector_dims, make_prefix
 from embodia.cerebellum.config import PolicyConfig
 from embodia.cerebellum.estimator import ObjectStateEstimator
 from embodia.cerebellum.heads.flow import FlowHead
@@ -30,7 +30,6 @@ STATE, ACTION = "observation.state", "action"
 # (the object estimator is ~85% of a joint step's compute; the action part alone is cheap)
 PARTS = ("all", "action", "estimator")
 ENV_STATE = "observation.environment_state"
-MOTION_SCALE = 20.0  # metres per control step -> input units (a full-speed 4 cm step reads 0.8)
 
 
 @dataclass
@@ -41,7 +40,6 @@ class PolicyInputs:
     words: tuple[torch.Tensor, torch.Tensor] | None  # word-piece embeddings [B, T, 384], pad mask
     state: torch.Tensor  # [B, S] normalized proprioception
     state_raw: torch.Tensor  # [B, S] as measured (end-effector positions in metres)
-    motion: torch.Tensor  # [B, M] the motion input (M = 0 unless the config has one)
     images: list[torch.Tensor]  # per camera [B, 3, H, W]
     env_raw: torch.Tensor | None  # [B, E] privileged object state in metres (training, analysis)
     env: torch.Tensor | None  # its ObjectState features
@@ -106,8 +104,6 @@ class VLAPolicy(nn.Module):
                           if cfg.env_state_input == "estimated" else None)
         self.env_probe = EnvStateProbe(cfg) if cfg.env_state_dim and cfg.env_state_input == "none" else None
         self._effectors = effector_dims(cfg.embodiment) if cfg.env_state_input != "none" else []
-        self._motion = motion_dims(cfg)
-        self._prev_state: np.ndarray | None = None  # select_action's history for the motion input
         self._hold = OcclusionHold(self.object_state, self._effectors) if self.estimator is not None else None
         tokens = getattr(self.prefix, "objects", None)
         if tokens is not None and language is not None:  # (a loaded checkpoint brings its own)
@@ -181,10 +177,8 @@ class VLAPolicy(nn.Module):
             tasks = [self._retrieval(t) for t in tasks]
         dev = self.device
         state = torch.as_tensor(batch[STATE], device=dev).float()
-        prev = state
-        if state.ndim == 3:  # [B, n_obs, S]: the latest observation, and the one before for motion
-            prev, state = state[:, max(0, state.shape[1] - 2)], state[:, -1]
-        motion = (state - prev)[:, self._motion] * MOTION_SCALE
+        if state.ndim == 3:  # [B, n_obs, S]: the policy uses the latest observation
+            state = state[:, -1]
         images = []
         for k in self.image_keys() if with_images else []:
             img = torch.as_tensor(batch[k], device=dev)
@@ -201,8 +195,7 @@ class VLAPolicy(nn.Module):
             words = (vecs.to(dev), pad.to(dev))
         return PolicyInputs(
             lang=self.language.encode(tasks).to(dev), words=words,
-            state=self.normalizer.normalize(STATE, state), state_raw=state, motion=motion, images=images,
-            env_raw=raw,
+            state=self.normalizer.normalize(STATE, state), state_raw=state, images=images, env_raw=raw,
             env=self.object_state.features(raw) if raw is not None else None)
 
     def object_input(self, x: PolicyInputs) -> torch.Tensor | None:
@@ -228,9 +221,11 @@ class VLAPolicy(nn.Module):
         feats = self.object_input(x)
         offsets = None
         if feats is not None:
+            pos = self.object_state.positions(feats)  # [B, O, 3] metres
             ee = [x.state_raw[:, dims] for dims in self._effectors]
-            offsets = self.object_state.offsets(feats, ee, self.cfg.held_offsets, self.cfg.fine_offsets)
-        return self.prefix(x.lang, torch.cat([x.state, x.motion], dim=-1), x.images, feats, x.words, offsets)
+            offsets = torch.cat([(pos - e[:, None]) * 10.0 for e in ee], dim=-1) if ee else pos[..., :0]
+            offsets = offsets * self.object_state.group_presence(feats)[..., None]
+        return self.prefix(x.lang, x.state, x.images, feats, x.words, offsets)
 
     def memory(self, batch: dict[str, Any]) -> torch.Tensor:
         """The prefix for a batch: what every head attends to."""
@@ -283,25 +278,18 @@ class VLAPolicy(nn.Module):
         self._queue.clear()
         self._ensemble.clear()
         self._t = 0
-        self._prev_state = None
 
     @torch.no_grad()
     def select_action(self, obs: dict[str, Any]) -> np.ndarray:
         """One action for one (unbatched) env observation."""
         cfg = self.cfg
-        batch = batch_from_obs(obs, cfg)
-        if cfg.motion_input:  # [1, 2, S]: the previous control step's state, then this one
-            cur = batch[STATE][0].numpy()
-            prev = cur if self._prev_state is None else self._prev_state
-            batch[STATE] = torch.from_numpy(np.stack([prev, cur]))[None]
-            self._prev_state = cur.copy()
         if cfg.temporal_ensemble is None:
             if not self._queue:
-                chunk = self.predict_chunk(batch)[0].cpu().numpy()
+                chunk = self.predict_chunk(batch_from_obs(obs, cfg))[0].cpu().numpy()
                 self._queue.extend(chunk[: cfg.n_action_steps])
             self._t += 1
             return self._queue.popleft()
-        chunk = self.predict_chunk(batch)[0].cpu().numpy()
+        chunk = self.predict_chunk(batch_from_obs(obs, cfg))[0].cpu().numpy()
         self._ensemble.append((self._t, chunk))
         self._ensemble = [(t0, c) for t0, c in self._ensemble if self._t - t0 < cfg.horizon]
         preds = np.stack([c[self._t - t0] for t0, c in self._ensemble])

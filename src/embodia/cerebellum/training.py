@@ -169,9 +169,7 @@ def build_datasets(cfg: TrainConfig) -> tuple[ConcatDataset, ConcatDataset | Non
             s.update(r.columns[key])
         stats[key] = s.to_dict()
     # the action part reads the true object state (noised), never a camera: decode none
-    # the motion input reads the state before this one (the estimator never does: one frame of video)
-    wc = WindowConfig(horizon=pc.horizon, cameras=[] if cfg.part == "action" else list(pc.cameras),
-                      n_obs_steps=2 if pc.motion_input and cfg.part != "estimator" else 1)
+    wc = WindowConfig(horizon=pc.horizon, cameras=[] if cfg.part == "action" else list(pc.cameras))
     own = None if cfg.part != "estimator" or cfg.estimator_data is None else \
         {str(Path(d).resolve()) for d in cfg.estimator_data}
     train, val = [], []
