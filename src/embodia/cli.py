@@ -66,21 +66,22 @@ def eval_cmd(
             learned = load_checkpoint(policy, embodiment=embodiment)
         except (FileNotFoundError, ValueError) as e:
             _fail(str(e))
-        learned.cfg.n_action_steps = n_action_steps or learned.cfg.n_action_steps
-        if flow_temperature is not None:
-            learned.cfg.flow_temperature = flow_temperature
-        if temporal_ensemble is not None:
-            learned.cfg.temporal_ensemble = temporal_ensemble
-        if occlusion_hold is not None:
-            learned.cfg.occlusion_hold = occlusion_hold
-        if instruction_retrieval is not None:
-            if instruction_retrieval and not learned.cfg.known_instructions:
-                _fail(f"{policy}/config.json lists no known_instructions to retrieve from")
-            learned.cfg.instruction_retrieval = instruction_retrieval
-        if privileged_state:
-            if learned.object_state is None:
-                _fail(f"{policy} has no object state input to replace")
-            learned.cfg.env_state_input = "privileged"
+        if privileged_state and learned.object_state is None:
+            _fail(f"{policy} has no object state input to replace")
+        for c in learned.configs():  # an ensemble: every member
+            c.n_action_steps = n_action_steps or c.n_action_steps
+            if flow_temperature is not None:
+                c.flow_temperature = flow_temperature
+            if temporal_ensemble is not None:
+                c.temporal_ensemble = temporal_ensemble
+            if occlusion_hold is not None:
+                c.occlusion_hold = occlusion_hold
+            if instruction_retrieval is not None:
+                if instruction_retrieval and not c.known_instructions:
+                    _fail(f"{policy}/config.json lists no known_instructions to retrieve from")
+                c.instruction_retrieval = instruction_retrieval
+            if privileged_state:
+                c.env_state_input = "privileged"
         cameras, image_size = tuple(learned.cfg.cameras), learned.cfg.image_size
 
         def agent_factory():

@@ -12,6 +12,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from embodia.cerebellum.config import PolicyConfig
+from embodia.cerebellum.ensemble import ENSEMBLE_FILE, PolicyEnsemble
 from embodia.cerebellum.language import LanguageEncoder
 from embodia.cerebellum.policy import ACTION, STATE, VLAPolicy
 from embodia.data.normalize import Normalizer
@@ -36,8 +37,17 @@ def save_checkpoint(policy: VLAPolicy, path: str | Path, extra: dict | None = No
 
 
 def load_checkpoint(path: str | Path, language: LanguageEncoder | None = None,
-                    embodiment: str | None = None) -> VLAPolicy:
+                    embodiment: str | None = None) -> VLAPolicy | PolicyEnsemble:
+    """A checkpoint folder -> its policy, validated; a folder with `ensemble.json` -> a
+    `PolicyEnsemble` of the checkpoints it names (one language encoder shared)."""
     path = Path(path)
+    if (path / ENSEMBLE_FILE).exists():
+        try:
+            members = json.loads((path / ENSEMBLE_FILE).read_text())["members"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ValueError(f"corrupt {path / ENSEMBLE_FILE}: {e!r}") from None
+        language = language or LanguageEncoder()
+        return PolicyEnsemble([load_checkpoint(path / m, language, embodiment) for m in members])
     missing = [f for f in FILES if not (path / f).exists()]
     if missing:
         raise FileNotFoundError(f"checkpoint {path} is missing {missing}")

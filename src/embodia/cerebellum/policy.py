@@ -89,7 +89,36 @@ class EnvStateProbe(nn.Module):
         return self.out(self.attn(q, memory, memory, need_weights=False)[0][:, 0])
 
 
-class VLAPolicy(nn.Module):
+class ChunkExecution:
+    """`select_action` over `predict_chunk`: a queue of the chunk's first `n_action_steps`
+    actions (receding horizon), or ACT's temporal ensembling. Shared by `VLAPolicy` and
+    `PolicyEnsemble`; the host sets `cfg`, `_queue`, `_ensemble` and `_t`."""
+
+    cfg: PolicyConfig
+    _queue: deque
+    _ensemble: list
+    _t: int
+
+    @torch.no_grad()
+    def select_action(self, obs: dict[str, Any]) -> np.ndarray:
+        """One action for one (unbatched) env observation."""
+        cfg = self.cfg
+        if cfg.temporal_ensemble is None:
+            if not self._queue:
+                chunk = self.predict_chunk(batch_from_obs(obs, cfg))[0].cpu().numpy()
+                self._queue.extend(chunk[: cfg.n_action_steps])
+            self._t += 1
+            return self._queue.popleft()
+        chunk = self.predict_chunk(batch_from_obs(obs, cfg))[0].cpu().numpy()
+        self._ensemble.append((self._t, chunk))
+        self._ensemble = [(t0, c) for t0, c in self._ensemble if self._t - t0 < cfg.horizon]
+        preds = np.stack([c[self._t - t0] for t0, c in self._ensemble])
+        w = np.exp(-cfg.temporal_ensemble * np.arange(len(preds)))  # oldest first weighs most (ACT)
+        self._t += 1
+        return (w[:, None] * preds).sum(0) / w.sum()
+
+
+class VLAPolicy(nn.Module, ChunkExecution):
     def __init__(self, cfg: PolicyConfig, normalizer: Normalizer, language: LanguageEncoder | None = None) -> None:
         super().__init__()
         self.cfg = cfg
@@ -126,6 +155,10 @@ class VLAPolicy(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    def configs(self) -> list[PolicyConfig]:
+        """[its config]: where an inference override goes (an ensemble has one per member)."""
+        return [self.cfg]
 
     # ----------------------------------------------------------------- inputs
     @property
@@ -278,24 +311,6 @@ class VLAPolicy(nn.Module):
         self._queue.clear()
         self._ensemble.clear()
         self._t = 0
-
-    @torch.no_grad()
-    def select_action(self, obs: dict[str, Any]) -> np.ndarray:
-        """One action for one (unbatched) env observation."""
-        cfg = self.cfg
-        if cfg.temporal_ensemble is None:
-            if not self._queue:
-                chunk = self.predict_chunk(batch_from_obs(obs, cfg))[0].cpu().numpy()
-                self._queue.extend(chunk[: cfg.n_action_steps])
-            self._t += 1
-            return self._queue.popleft()
-        chunk = self.predict_chunk(batch_from_obs(obs, cfg))[0].cpu().numpy()
-        self._ensemble.append((self._t, chunk))
-        self._ensemble = [(t0, c) for t0, c in self._ensemble if self._t - t0 < cfg.horizon]
-        preds = np.stack([c[self._t - t0] for t0, c in self._ensemble])
-        w = np.exp(-cfg.temporal_ensemble * np.arange(len(preds)))  # oldest first weighs most (ACT)
-        self._t += 1
-        return (w[:, None] * preds).sum(0) / w.sum()
 
 
 def batch_from_obs(obs: dict[str, Any], cfg: PolicyConfig) -> dict[str, Any]:

@@ -117,7 +117,8 @@ class LearnedChunkPolicy:
         if not 1 <= self.execute <= self.horizon:
             raise ValueError(f"execute must be in 1..{self.horizon}, got {self.execute}")
         self.cameras, self.image_size = tuple(cfg.cameras), cfg.image_size
-        self.supports_rtc = rtc and cfg.head == "flow"
+        # the RTC continuation steers one flow head; an ensemble's average has none to steer
+        self.supports_rtc = rtc and cfg.head == "flow" and len(policy.configs()) == 1
         self.rtc_soft = rtc_soft  # also pull the uncommitted overlap toward the old chunk (rtc.py)
         self._generator = torch.Generator().manual_seed(0)
         # a retried step first lifts the hand clear (retreat_chunk); None: retry from where it is
