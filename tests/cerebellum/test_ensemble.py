@@ -57,3 +57,6 @@ def test_ensemble_checkpoint_loads_its_members(tiny_ds, hash_language, tmp_path)
     (tmp_path / "ens/ensemble.json").write_text("{not json")
     with pytest.raises(ValueError, match="ensemble.json"):
         load_checkpoint(tmp_path / "ens", language=hash_language)
+    (tmp_path / "ens/ensemble.json").write_text(json.dumps({"members": "../m0"}))
+    with pytest.raises(ValueError, match="list of checkpoint paths"):
+        load_checkpoint(tmp_path / "ens", language=hash_language)

@@ -46,6 +46,8 @@ def load_checkpoint(path: str | Path, language: LanguageEncoder | None = None,
             members = json.loads((path / ENSEMBLE_FILE).read_text())["members"]
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise ValueError(f"corrupt {path / ENSEMBLE_FILE}: {e!r}") from None
+        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+            raise ValueError(f"{path / ENSEMBLE_FILE}: 'members' must be a list of checkpoint paths, got {members!r}")
         language = language or LanguageEncoder()
         return PolicyEnsemble([load_checkpoint(path / m, language, embodiment) for m in members])
     missing = [f for f in FILES if not (path / f).exists()]
