@@ -78,8 +78,3 @@ class PolicyEnsemble(ChunkExecution):
         self._queue.clear()
         self._ensemble.clear()
         self._t = 0
-
-    def eval(self) -> PolicyEnsemble:
-        for m in self.members:
-            m.eval()
-        return self
