@@ -218,6 +218,9 @@ def train(
         help="train the object estimator (one core, a child process) and the action part (the other "
              "cores, state-only batches) at once, then graft them into one checkpoint; default: "
              "wherever the config allows it (an estimated object state, no camera tokens, no HF tower)")] = None,
+    action_members: Annotated[int, typer.Option(
+        min=1, help="with --parallel-parts: train this many action parts one after another (equal slices of "
+                    "the budget) beside the one estimator; --out becomes an ensemble of them")] = 1,
     estimator_data: Annotated[str | None, typer.Option(
         help="comma-separated subset of --data whose camera frames the object estimator trains on "
              "(default: all; the action part always uses all)")] = None,
@@ -256,6 +259,7 @@ def train(
                           max_steps=max_steps, max_minutes=max_minutes, seed=seed, threads=threads,
                           estimator_data=[d for d in estimator_data.split(",") if d] if estimator_data else None,
                           balance_skills=balance_skills, ema_decay=ema, device=device,
+                          action_members=action_members,
                           parallel_parts=(env_state_input == "estimated" and not image_tokens
                                           and hf_backbone is None if parallel_parts is None else parallel_parts))
         with Progress(TextColumn("train {task.fields[info]}"), BarColumn(), TimeElapsedColumn(),

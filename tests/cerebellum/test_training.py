@@ -201,3 +201,36 @@ def test_training_runs_on_cuda_and_the_checkpoint_acts_the_same_on_the_cpu(tiny_
     a_cpu = cpu.predict_chunk(batch)
     a_gpu = gpu.predict_chunk(batch)
     assert torch.allclose(a_cpu, a_gpu.cpu(), atol=1e-3), (a_cpu - a_gpu.cpu()).abs().max()
+
+
+def test_action_members_share_one_estimator_and_load_as_an_ensemble(tiny_ds, hash_language, tmp_path):
+    from embodia.cerebellum.ensemble import PolicyEnsemble
+
+    out = tmp_path / "ck"
+    summary = train(_cfg(tiny_ds, out, parallel_parts=True, action_members=2))
+    assert summary["steps"] == {"action": [6, 6], "estimator": 6}
+    assert json.loads((out / "ensemble.json").read_text()) == {"members": ["member_0", "member_1"]}
+    ens = load_checkpoint(out, language=hash_language)
+    assert isinstance(ens, PolicyEnsemble) and len(ens.members) == 2
+    estimator = load_checkpoint(out / "training/parts/estimator", language=hash_language)
+    est = estimator.estimator.state_dict()
+    a, b = ens.members
+    for m in (a, b):  # both carry the one estimator
+        assert all(torch.equal(v, est[k]) for k, v in m.estimator.state_dict().items())
+    # ... and different action parts: another initialization and batch order, same statistics
+    est_names = {f"estimator.{k}" for k in est}
+    differs = [n for n, p in a.state_dict().items() if n not in est_names and not torch.equal(p, b.state_dict()[n])]
+    assert differs
+    assert a.normalizer.to_dict() == b.normalizer.to_dict()
+    # each member had half the budget
+    assert json.loads((out / "member_1/config.json").read_text())["extra"]["train"]["action_members"] == 2
+    for k in (0, 1):
+        cfg = json.loads((out / f"training/parts/action_{k}/config.json").read_text())["extra"]["train"]
+        assert cfg["max_minutes"] == 2.5 and cfg["member"] == k
+
+
+def test_action_members_need_parallel_parts(tiny_ds):
+    with pytest.raises(ValueError, match="action_members > 1 needs parallel_parts"):
+        _cfg(tiny_ds, "unused", action_members=2)
+    with pytest.raises(ValueError, match="action_members must be >= 1"):
+        _cfg(tiny_ds, "unused", parallel_parts=True, action_members=0)
