@@ -71,9 +71,9 @@ class TrainConfig:
     # With parallel_parts: train this many action parts, one after another on the action
     # cores (each max_minutes / action_members, its own initialization and batch order), beside
     # the one estimator that keeps the whole budget; `out` is then an ensemble of them sharing
-    # that estimator (cerebellum/ensemble.py). Why: the action part's validation loss levels
-    # off within a third of 42 minutes, and two runs that fail on different seeds, averaged,
-    # lifted held-out success from 76.7% to 83.0% (docs/results.md).
+    # that estimator (cerebellum/ensemble.py). Why: two runs that fail on different seeds,
+    # averaged, lifted held-out success from 76.7% to 83.0% (docs/results.md). Only where
+    # each member gets ~20k+ steps: 8k-step action parts (42 min on 2 CPU cores) fail.
     action_members: int = 1
     # Which member this action part is: it offsets the seed of the initialization and the batch
     # order, never the data split or the statistics (the members share one normalizer).
