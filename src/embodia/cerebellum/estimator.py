@@ -152,6 +152,7 @@ class ObjectStateEstimator(nn.Module):
         """Keypoints [B, K, 3] -> features [B, F] with each visible object's position from the
         ray-plane cut at its resting height, its presence flag, and zeros elsewhere."""
         os_ = self.object_state
+        kp = kp.float()  # geometry in full precision, also under bf16 autocast
         b = kp.shape[0]
         out = kp.new_zeros(b, self.cfg.env_feature_dim)
         if self.projection.numel() == 0:

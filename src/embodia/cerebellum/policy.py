@@ -144,6 +144,7 @@ class VLAPolicy(nn.Module, ChunkExecution):
         self._ensemble: list[tuple[int, np.ndarray]] = []
         self._t = 0
         self._generator = torch.Generator().manual_seed(0)
+        self._compiled_action_loss = None  # set by compile_action_loss (training only)
 
     def _apply(self, fn, recurse: bool = True):  # noqa: ANN001, ANN202 (nn.Module's own signature)
         """`.to(device)` / `.cuda()` also move the object-state tables, which are not buffers."""
@@ -231,16 +232,17 @@ class VLAPolicy(nn.Module, ChunkExecution):
             state=self.normalizer.normalize(STATE, state), state_raw=state, images=images, env_raw=raw,
             env=self.object_state.features(raw) if raw is not None else None)
 
-    def object_input(self, x: PolicyInputs) -> torch.Tensor | None:
+    def object_input(self, x: PolicyInputs, noise: torch.Tensor | None = None) -> torch.Tensor | None:
         """What the prefix's object tokens read. Training: the true features plus noise (the
         action head learns to act from an imperfect estimate while the estimator learns
-        separately). Inference: the estimator's output, or the privileged vector."""
+        separately; `noise` is that standard-normal draw, made here when None). Inference:
+        the estimator's output, or the privileged vector."""
         mode = self.cfg.env_state_input
         if mode == "none":
             return None
         if x.env is not None and (self.training or not x.images):
             # (also the action part's validation: its state-only batches have no camera to estimate from)
-            return x.env + self.cfg.env_state_noise * torch.randn_like(x.env)
+            return x.env + self.cfg.env_state_noise * (noise if noise is not None else torch.randn_like(x.env))
         if mode == "privileged":
             if x.env is None:
                 raise ValueError(f"a privileged policy needs {ENV_STATE!r} in every observation")
@@ -250,8 +252,8 @@ class VLAPolicy(nn.Module, ChunkExecution):
             est = self._hold(est, x.state_raw)
         return est
 
-    def _prefix(self, x: PolicyInputs) -> torch.Tensor:
-        feats = self.object_input(x)
+    def _prefix(self, x: PolicyInputs, env_noise: torch.Tensor | None = None) -> torch.Tensor:
+        feats = self.object_input(x, env_noise)
         offsets = None
         if feats is not None:
             pos = self.object_state.positions(feats)  # [B, O, 3] metres
@@ -271,24 +273,40 @@ class VLAPolicy(nn.Module, ChunkExecution):
         "estimator" (the cameras -> object-state regression alone)."""
         check_part(self.cfg, part)
         x = self._inputs(batch, with_images=part != "action")
-        loss, logs = torch.zeros(()), {}
+        loss, logs = torch.zeros((), device=x.state.device), {}
         if part != "estimator":
-            memory = self._prefix(x)
             actions = self.normalizer.normalize(ACTION, torch.as_tensor(batch[ACTION], device=x.state.device).float())
             pad = torch.as_tensor(batch["action_is_pad"], device=x.state.device).bool()
-            loss, logs = self.head.loss(memory, actions, pad)
-            if x.env is not None and self.env_probe is not None:
-                aux = ((self.env_probe(memory) - x.env) ** 2).mean()
-                logs["env_state_mse"] = float(aux.detach())
-                loss = loss + self.cfg.aux_weight * aux
+            draws = self.head.draws(actions)
+            if x.env is not None:
+                draws["env"] = torch.randn_like(x.env)
+            loss, logs = (self._compiled_action_loss or self.action_loss)(x, actions, pad, draws)
         if part != "action" and x.env is not None and self.estimator is not None:
             pred, logits = self.estimator(x.images, x.state, return_logits=True)
             est = ((pred - x.env) ** 2).mean()
             heat = self.estimator.heatmap_loss(logits, x.env_raw)
-            logs["env_state_mse"] = float(est.detach())
-            logs["heatmap_ce"] = float(heat.detach())
+            logs["env_state_mse"] = est.detach()
+            logs["heatmap_ce"] = heat.detach()
             loss = loss + self.cfg.estimator_weight * (est + heat)
+        return loss, {k: float(v) for k, v in logs.items()}
+
+    def action_loss(self, x: PolicyInputs, actions: torch.Tensor, pad: torch.Tensor,
+                    draws: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The prefix and the head's loss: a pure tensor function of the checked inputs and
+        the random draws (no Python-side state), so `compile_action_loss` can trace it whole."""
+        memory = self._prefix(x, draws.get("env"))
+        loss, logs = self.head.loss(memory, actions, pad, draws)
+        if x.env is not None and self.env_probe is not None:
+            aux = ((self.env_probe(memory) - x.env) ** 2).mean()
+            logs["env_state_mse"] = aux.detach()
+            loss = loss + self.cfg.aux_weight * aux
         return loss, logs
+
+    def compile_action_loss(self) -> None:
+        """Train through a `torch.compile`d `action_loss` (inductor fuses the many small ops of
+        this model's per-step graph; shapes are fixed by the batch size). Costs ~1 min of
+        compilation at the first step, and again at the first validation batch."""
+        self._compiled_action_loss = torch.compile(self.action_loss, dynamic=False)
 
     def trainable(self, part: str = "all") -> list[nn.Parameter]:
         """The parameters `compute_loss(part=...)` trains (the estimator's or all but them)."""

@@ -16,7 +16,10 @@ from torch import nn
 
 
 def tracing_applies(module: nn.Module) -> bool:
-    """Inference without autograd, and not already inside someone else's trace."""
+    """Inference without autograd, and not already inside someone else's trace or a
+    `torch.compile`d region (which does its own fusing)."""
+    if torch.compiler.is_compiling():
+        return False
     return not (module.training or torch.is_grad_enabled() or torch.jit.is_tracing())
 
 

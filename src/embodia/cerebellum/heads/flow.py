@@ -93,24 +93,31 @@ class FlowHead(nn.Module):
             return noise
         return self.prior(mem) + self.cfg.flow_sigma * noise
 
-    def loss(self, memory: torch.Tensor, actions: torch.Tensor, pad: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        b = actions.shape[0]
-        t = self.beta.sample((b,)).to(actions) * 0.999 + 0.001
+    def draws(self, actions: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The loss's random inputs (time and noise), drawn outside it so that the loss itself
+        is a pure tensor function (what `torch.compile` traces without breaks)."""
+        t = self.beta.sample((actions.shape[0],)).to(actions) * 0.999 + 0.001
+        return {"t": t, "noise": torch.randn_like(actions)}
+
+    def loss(self, memory: torch.Tensor, actions: torch.Tensor, pad: torch.Tensor,
+             draws: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Flow-matching loss (plus the prior's MSE); logs are detached tensors."""
+        draws = draws if draws is not None else self.draws(actions)
+        t, noise = draws["t"], draws["noise"]
         mem = self.memory_kv(memory)
         keep = (~pad).float()
-        noise = torch.randn_like(actions)
         logs = {}
         reg = None
         if self.cfg.flow_prior:
             mu = self.prior(mem)
             reg = (((mu - actions) ** 2).mean(-1) * keep).sum() / keep.sum().clamp(min=1.0)
-            logs["prior_mse"] = float(reg.detach())
+            logs["prior_mse"] = reg.detach()
             noise = mu.detach() + self.cfg.flow_sigma * noise
         x_t = t[:, None, None] * noise + (1 - t[:, None, None]) * actions
         v = self.velocity(mem, x_t, t)
         err = ((v - (noise - actions)) ** 2).mean(-1)
         loss = (err * keep).sum() / keep.sum().clamp(min=1.0)
-        logs["flow_mse"] = float(loss.detach())
+        logs["flow_mse"] = loss.detach()
         return (loss + reg if reg is not None else loss), logs
 
     @torch.no_grad()

@@ -60,7 +60,13 @@ class TokenHead(nn.Module):
             x = blk(x, blk.memory_kv(memory))
         return self.out(self.norm(x))
 
-    def loss(self, memory: torch.Tensor, actions: torch.Tensor, pad: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    def draws(self, actions: torch.Tensor) -> dict[str, torch.Tensor]:
+        """No random inputs (the same interface as the flow head's)."""
+        return {}
+
+    def loss(self, memory: torch.Tensor, actions: torch.Tensor, pad: torch.Tensor,
+             draws: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Cross-entropy over the action tokens; logs are detached tensors."""
         b, h, d = actions.shape
         if (h, d) != (self.cfg.horizon, self.cfg.action_dim):
             raise ValueError(f"actions must be [B, {self.cfg.horizon}, {self.cfg.action_dim}], got {tuple(actions.shape)}")
@@ -74,7 +80,7 @@ class TokenHead(nn.Module):
         loss = ce / n.clamp(min=1)
         with torch.no_grad():
             acc = ((logits.argmax(-1) == targets) & keep).sum() / n.clamp(min=1)
-        return loss, {"token_ce": float(loss.detach()), "token_acc": float(acc)}
+        return loss, {"token_ce": loss.detach(), "token_acc": acc}
 
     def sample_tokens(self, memory: torch.Tensor) -> torch.Tensor:
         """Greedy decoding -> tokens [B, L]."""
