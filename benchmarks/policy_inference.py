@@ -4,7 +4,9 @@ For each head in the shipped architecture (object estimator from the cameras, ob
 flow prior; `--legacy` for the image-token prefix of the earlier checkpoints), batch 1, one thread: latency of a whole chunk
 (`predict_chunk`, prefix computed once + head sampling) and per executed action through
 `select_action` (the queue amortizes one chunk over `n_action_steps` actions), median and p99;
-parameter counts; and training samples/s (forward + backward + AdamW step, batch 64).
+parameter counts; and training samples/s (forward + backward + AdamW step, batch 64), in
+float32 or, with `--precision bf16`, under bfloat16 autocast as `embodia train --precision bf16`
+runs it (`--compile` adds `torch.compile` of the action loss, as `embodia train --compile`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 
 from embodia.cerebellum.config import PolicyConfig
 from embodia.cerebellum.policy import VLAPolicy, batch_from_obs, normalizer_modes
-from embodia.cerebellum.training import resolve_device
+from embodia.cerebellum.training import precision_context, resolve_device
 from embodia.data.normalize import Normalizer
 from embodia.eval.machine import machine_info
 
@@ -65,7 +67,7 @@ def pct(xs: list[float], q: float) -> float:
 
 
 def bench_head(head: str, runs: int, train_steps: int, legacy: bool = False, train_device: str = "cpu",
-               train_batch: int = 64) -> dict:
+               train_batch: int = 64, precision: str = "fp32", compile_loss: bool = False) -> dict:
     cfg = PolicyConfig(head=head) if legacy else shipped_config(head)
     policy = VLAPolicy(cfg, Normalizer(_stats(cfg), normalizer_modes(cfg)), FixedLanguage()).eval()
     rng = np.random.default_rng(0)
@@ -106,19 +108,23 @@ def bench_head(head: str, runs: int, train_steps: int, legacy: bool = False, tra
         tb[f"observation.images.{c}"] = torch.randint(0, 255, (b, 1, 3, cfg.image_size, cfg.image_size), dtype=torch.uint8)
     if cfg.env_state_dim:
         tb["observation.environment_state"] = 0.3 + 0.1 * torch.randn(b, 1, cfg.env_state_dim)
+    if compile_loss:
+        policy.compile_action_loss()
     times: dict[str, list[float]] = {}
     for part in ("all", "action", "estimator") if cfg.env_state_input == "estimated" else ("all",):
         params = policy.trainable(part)
-        opt = torch.optim.AdamW(params, lr=1e-4)
-        for i in range(train_steps + 2):
+        opt = torch.optim.AdamW(params, lr=1e-4, fused=True)
+        warm = 2 + (3 if compile_loss else 0)  # compilation happens in the first call(s)
+        for i in range(train_steps + warm):
             sync()
             t0 = time.perf_counter()
-            loss, _ = policy.compute_loss(tb, part)
+            with precision_context(precision, dev):
+                loss, _ = policy.compute_loss(tb, part)
             opt.zero_grad()
             loss.backward()
             opt.step()
             sync()
-            if i >= 2:
+            if i >= warm:
                 times.setdefault(part, []).append(time.perf_counter() - t0)
     n_prefix = sum(p.numel() for p in policy.prefix.parameters())
     n_head = sum(p.numel() for p in policy.head.parameters())
@@ -131,7 +137,7 @@ def bench_head(head: str, runs: int, train_steps: int, legacy: bool = False, tra
         "action_ms_mean": round(statistics.mean(action_ms), 3),
         "params_total": sum(p.numel() for p in policy.parameters()), "params_prefix": n_prefix,
         "params_estimator": n_est, "params_head": n_head,
-        "train_device": str(dev), "train_batch": b,
+        "train_device": str(dev), "train_batch": b, "train_precision": precision, "train_compiled": compile_loss,
         "train_samples_per_s": round(b / statistics.median(times["all"]), 1),
         "train_samples_per_s_by_part": {k: round(b / statistics.median(v), 1) for k, v in times.items()},
     }
@@ -144,10 +150,13 @@ def main() -> None:
     ap.add_argument("--legacy", action="store_true", help="the image-token prefix (PolicyConfig defaults)")
     ap.add_argument("--train-device", default="cpu", help="where training throughput is measured: cpu | cuda | auto")
     ap.add_argument("--train-batch", type=int, default=64)
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="training throughput's precision")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the action loss for the training throughput")
     a = ap.parse_args()
     out = {"benchmark": "policy_inference", "batch": 1, "threads_inference": 1,
            "architecture": "legacy image tokens" if a.legacy else "shipped (object estimator + object tokens)",
-           "heads": {h: bench_head(h, a.runs, a.train_steps, a.legacy, a.train_device, a.train_batch)
+           "heads": {h: bench_head(h, a.runs, a.train_steps, a.legacy, a.train_device, a.train_batch, a.precision,
+                                   a.compile)
                      for h in ("flow", "tokens")},
            "target": "flow head <= 10 ms per 16-step chunk at the default size on one core",
            "machine": machine_info()}

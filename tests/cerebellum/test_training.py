@@ -234,3 +234,57 @@ def test_action_members_need_parallel_parts(tiny_ds):
         _cfg(tiny_ds, "unused", action_members=2)
     with pytest.raises(ValueError, match="action_members must be >= 1"):
         _cfg(tiny_ds, "unused", parallel_parts=True, action_members=0)
+
+
+def _action_batch(tiny_ds, n: int = 8) -> dict:
+    train_ds, _, _, _ = build_datasets(_cfg(tiny_ds, "unused", part="action"))
+    return torch.utils.data.default_collate([train_ds[i] for i in range(n)])
+
+
+def test_precision_is_refused_unless_known(tiny_ds):
+    with pytest.raises(ValueError, match="precision must be one of"):
+        _cfg(tiny_ds, "unused", precision="fp16")
+
+
+def test_bf16_changes_the_arithmetic_but_not_the_weights(tiny_ds, hash_language, tmp_path):
+    from embodia.cerebellum.training import precision_context
+
+    policy = _policy(tiny_ds, hash_language, **OBJ)
+    batch = _action_batch(tiny_ds)
+    torch.manual_seed(0)
+    full, _ = policy.compute_loss(batch, "action")
+    torch.manual_seed(0)  # the same draws
+    with precision_context("bf16", torch.device("cpu")):
+        half, logs = policy.compute_loss(batch, "action")
+    assert half.dtype == torch.float32 and "flow_mse" in logs
+    assert not torch.equal(full, half)  # autocast did take effect ...
+    assert torch.allclose(full, half, rtol=0.05)  # ... and bf16 is close to float32
+    out = tmp_path / "ck"
+    summary = train(_cfg(tiny_ds, out, precision="bf16", parallel_parts=True))
+    assert summary["steps"] == {"action": 6, "estimator": 6}
+    shipped = load_checkpoint(out, language=hash_language)
+    assert all(p.dtype == torch.float32 for p in shipped.parameters())  # trained in bf16, stored in float32
+    assert json.loads((out / "config.json").read_text())["extra"]["train"]["precision"] == "bf16"
+
+
+@pytest.mark.slow  # ~1 min of torch.compile
+def test_the_compiled_action_loss_gives_the_eager_loss_and_gradients(tiny_ds, hash_language, tmp_path):
+    policy = _policy(tiny_ds, hash_language, **OBJ)
+    batch = _action_batch(tiny_ds)
+
+    def loss_and_grads():
+        torch.manual_seed(0)
+        policy.zero_grad()
+        loss, _ = policy.compute_loss(batch, "action")
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in policy.named_parameters() if p.grad is not None}
+
+    eager, eager_grads = loss_and_grads()
+    policy.compile_action_loss()
+    compiled, compiled_grads = loss_and_grads()
+    assert torch.allclose(eager, compiled, rtol=1e-4)
+    assert set(eager_grads) == set(compiled_grads)
+    for n, g in eager_grads.items():
+        assert torch.allclose(g, compiled_grads[n], rtol=1e-3, atol=1e-5), n
+    summary = train(_cfg(tiny_ds, tmp_path / "ck", part="action", compile=True))
+    assert summary["steps"] == 6 and summary["final_val_loss"] is not None

@@ -16,9 +16,10 @@ from torch import nn
 
 
 def tracing_applies(module: nn.Module) -> bool:
-    """Inference without autograd, and not already inside someone else's trace or a
-    `torch.compile`d region (which does its own fusing)."""
-    if torch.compiler.is_compiling():
+    """Inference without autograd, and not already inside someone else's trace, a
+    `torch.compile`d region (which does its own fusing) or autocast (whose cached low-precision
+    weights a trace would freeze in as constants)."""
+    if torch.compiler.is_compiling() or any(torch.is_autocast_enabled(d) for d in ("cpu", "cuda")):
         return False
     return not (module.training or torch.is_grad_enabled() or torch.jit.is_tracing())
 
