@@ -41,7 +41,7 @@ lerobot-venv $(LEROBOT_VENV): $(LEROBOT_STAMP)
 # code 1 (the task failed) still counts as a finished demo; errors (2) do not. If the checkpoint
 # cannot be loaded it runs the scripted experts instead and says so.
 DEMO_INSTRUCTION ?= open the drawer and put the red cube inside
-DEMO_SEED ?= 4
+DEMO_SEED ?= 1
 DEMO_POLICY ?= checkpoints/arm7_flow
 demo: $(STAMP)
 	$(VENV)/bin/embodia run "$(DEMO_INSTRUCTION)" --seed $(DEMO_SEED) --policy $(DEMO_POLICY) \
