@@ -221,12 +221,6 @@ def train(
     action_members: Annotated[int, typer.Option(
         min=1, help="with --parallel-parts: train this many action parts one after another (equal slices of "
                     "the budget) beside the one estimator; --out becomes an ensemble of them")] = 1,
-    estimator_minutes: Annotated[float | None, typer.Option(
-        min=0.0, help="with --parallel-parts: the estimator's budget (default: --max-minutes); shorter, with "
-                      "--action-members K > 1, members 1..K-1 then train on its core after it")] = None,
-    fork_members: Annotated[bool, typer.Option(
-        help="with --action-members 2 and a shorter --estimator-minutes: member 1 starts from a copy of "
-             "member 0 when the estimator is done and trains on to --max-minutes (not from scratch)")] = False,
     estimator_data: Annotated[str | None, typer.Option(
         help="comma-separated subset of --data whose camera frames the object estimator trains on "
              "(default: all; the action part always uses all)")] = None,
@@ -269,8 +263,7 @@ def train(
                           max_steps=max_steps, max_minutes=max_minutes, seed=seed, threads=threads,
                           estimator_data=[d for d in estimator_data.split(",") if d] if estimator_data else None,
                           balance_skills=balance_skills, ema_decay=ema, device=device,
-                          action_members=action_members, estimator_minutes=estimator_minutes, fork_members=fork_members,
-                          precision=precision, compile=compile_loss,
+                          action_members=action_members, precision=precision, compile=compile_loss,
                           parallel_parts=(env_state_input == "estimated" and not image_tokens
                                           and hf_backbone is None if parallel_parts is None else parallel_parts))
         with Progress(TextColumn("train {task.fields[info]}"), BarColumn(), TimeElapsedColumn(),

@@ -229,53 +229,6 @@ def test_action_members_share_one_estimator_and_load_as_an_ensemble(tiny_ds, has
         assert cfg["max_minutes"] == 2.5 and cfg["member"] == k
 
 
-def test_a_shorter_estimator_budget_moves_the_later_members_onto_its_core(tiny_ds, hash_language, tmp_path):
-    out = tmp_path / "ck"
-    summary = train(_cfg(tiny_ds, out, parallel_parts=True, action_members=3, estimator_minutes=1.0))
-    assert summary["steps"] == {"action": [6, 6, 6], "estimator": 6}
-    assert json.loads((out / "ensemble.json").read_text()) == {"members": ["member_0", "member_1", "member_2"]}
-    budgets = {}
-    for name in ("estimator", "action_0", "action_1", "action_2"):
-        train_cfg = json.loads((out / f"training/parts/{name}/config.json").read_text())["extra"]["train"]
-        budgets[name] = (train_cfg["max_minutes"], train_cfg["threads"])
-    # member 0 keeps the action core all along; the others split what the estimator leaves
-    assert budgets == {"estimator": (1.0, 1), "action_0": (5.0, 1), "action_1": (2.0, 1), "action_2": (2.0, 1)}
-    ens = load_checkpoint(out, language=hash_language)
-    est = load_checkpoint(out / "training/parts/estimator", language=hash_language).estimator.state_dict()
-    for m in ens.members:
-        assert all(torch.equal(v, est[k]) for k, v in m.estimator.state_dict().items())
-
-
-def test_a_forked_member_starts_from_member_0_at_the_estimators_end(tiny_ds, hash_language, tmp_path):
-    out = tmp_path / "ck"
-    summary = train(_cfg(tiny_ds, out, parallel_parts=True, action_members=2, estimator_minutes=0.1,
-                         fork_members=True, max_minutes=0.25, max_steps=10**6, val_every=10**6, ckpt_every=10**6))
-    parts = out / "training/parts"
-    fork_step = json.loads((parts / "action_0/snapshot/training/state.json").read_text())["step"]
-    steps = summary["steps"]["action"]
-    assert 0 < fork_step < min(steps), (fork_step, steps)  # both went on after the fork
-    snap = load_checkpoint(parts / "action_0/snapshot", language=hash_language).state_dict()
-    a, b = (load_checkpoint(parts / f"action_{k}", language=hash_language).state_dict() for k in (0, 1))
-    moved = [n for n in snap if not n.startswith("estimator.") and not torch.equal(a[n], b[n])]
-    assert moved  # their own batches and noise after the fork
-    # member 1 kept member 0's clock: its budget and schedule run on to the same end
-    assert json.loads((parts / "action_1/config.json").read_text())["extra"]["train"]["max_minutes"] == 0.25
-    ens = load_checkpoint(out, language=hash_language)
-    assert len(ens.members) == 2
-
-
-def test_estimator_minutes_are_checked(tiny_ds):
-    with pytest.raises(ValueError, match="estimator_minutes needs parallel_parts"):
-        _cfg(tiny_ds, "unused", estimator_minutes=1.0)
-    for bad in (0.0, 6.0):
-        with pytest.raises(ValueError, match="estimator_minutes must be in"):
-            _cfg(tiny_ds, "unused", parallel_parts=True, action_members=2, estimator_minutes=bad)
-    with pytest.raises(ValueError, match="fork_members needs action_members=2"):
-        _cfg(tiny_ds, "unused", parallel_parts=True, action_members=3, estimator_minutes=1.0, fork_members=True)
-    with pytest.raises(ValueError, match="fork_members needs"):
-        _cfg(tiny_ds, "unused", parallel_parts=True, action_members=2, fork_members=True)
-
-
 def test_action_members_need_parallel_parts(tiny_ds):
     with pytest.raises(ValueError, match="action_members > 1 needs parallel_parts"):
         _cfg(tiny_ds, "unused", action_members=2)

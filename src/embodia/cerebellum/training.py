@@ -9,7 +9,6 @@ import math
 import multiprocessing
 import os
 import random
-import shutil
 import time
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
@@ -42,7 +41,6 @@ from embodia.data.stats import StreamingStats
 from embodia.data.windows import WindowConfig, WindowDataset
 
 PRECISIONS = ("fp32", "bf16")
-SNAPSHOT_DIR = "snapshot"  # a run's resumable copy at TrainConfig.snapshot_at_minutes
 MEMBER_SEED_STRIDE = 1_000_003  # member k trains with seed + k * stride (no overlap with seed + step)
 
 
@@ -78,21 +76,6 @@ class TrainConfig:
     # averaged, lifted held-out success from 76.7% to 83.0% (docs/results.md). Only where
     # each member gets ~20k+ steps: 8k-step action parts (42 min on 2 CPU cores) fail.
     action_members: int = 1
-    # With parallel_parts: the estimator's own budget (None: max_minutes). Shorter, and with
-    # action_members K > 1, its core then trains members 1..K-1 one after another in equal
-    # slices of what is left, while member 0 keeps the action cores for all of max_minutes.
-    # Why: on 2 cores the estimator is good after ~2k bf16 steps (~14 min) and the ensemble's
-    # gain needs members of ~20k+ steps each, which the sequential slices cannot give.
-    estimator_minutes: float | None = None
-    # With a shorter estimator_minutes and action_members 2: member 1 does not start from
-    # scratch but from a copy of member 0 at estimator_minutes (weights, average, optimizer,
-    # schedule), then follows its own batch order and noise to max_minutes. Why: both members
-    # then get ~all of the budget's steps (a 17k-step member averaged with a 25k-step one
-    # gained nothing on validation, docs/results.md); the price is a shared first stretch.
-    fork_members: bool = False
-    # Write `out/snapshot/` once, a complete resumable copy of this run, when its elapsed time
-    # passes this many minutes, or at its end if that comes first (fork_members' starting point).
-    snapshot_at_minutes: float | None = None
     # Which member this action part is: it offsets the seed of the initialization and the batch
     # order, never the data split or the statistics (the members share one normalizer).
     member: int = 0
@@ -133,16 +116,6 @@ class TrainConfig:
             raise ValueError(f"action_members must be >= 1 and member >= 0, got {self.action_members}, {self.member}")
         if self.action_members > 1 and not self.parallel_parts:
             raise ValueError("action_members > 1 needs parallel_parts (the members share one estimator)")
-        if self.estimator_minutes is not None:
-            if not self.parallel_parts:
-                raise ValueError("estimator_minutes needs parallel_parts (only then has the estimator its own budget)")
-            if not 0.0 < self.estimator_minutes <= self.max_minutes:
-                raise ValueError(f"estimator_minutes must be in (0, max_minutes={self.max_minutes}], "
-                                 f"got {self.estimator_minutes}")
-        if self.fork_members and not (self.action_members == 2 and self.estimator_minutes is not None
-                                      and self.estimator_minutes < self.max_minutes):
-            raise ValueError("fork_members needs action_members=2 and estimator_minutes < max_minutes "
-                             "(member 1 forks from member 0 when the estimator is done)")
         if self.estimator_data is not None:
             norm = {str(Path(d).resolve()) for d in self.data}
             stray = [d for d in self.estimator_data if str(Path(d).resolve()) not in norm]
@@ -464,134 +437,70 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None) -> d
                 f.write(json.dumps(last_log) + "\n")
         if st["step"] % cfg.ckpt_every == 0:
             checkpoint(last_log.get("val_loss"))
-        if (cfg.snapshot_at_minutes is not None and st["seconds"] >= cfg.snapshot_at_minutes * 60
-                and not (out / SNAPSHOT_DIR).exists()):
-            checkpoint(validate())
-            write_snapshot(out)
         if progress:
             progress(last_log)
     final_val = validate()
     checkpoint(final_val)
-    if cfg.snapshot_at_minutes is not None and not (out / SNAPSHOT_DIR).exists():
-        write_snapshot(out)  # the run ended sooner (max_steps): a fork starts from its end
     return {"steps": st["step"], "seconds": round(st["seconds"], 1), "final_val_loss": final_val,
             "best_val_loss": st["best_val"], "samples_per_s": round(st["samples"] / max(st["seconds"], 1e-9), 1),
             "resumed": resumed, "out": str(out), "device": str(device)}
 
 
-def write_snapshot(out: Path) -> None:
-    """Copy a run's checkpoint and resumable state to `out/snapshot/`, made whole before it appears."""
-    tmp = out / f".{SNAPSHOT_DIR}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(out, tmp, ignore=lambda d, names: [n for n in names if n.startswith(".") or n == SNAPSHOT_DIR])
-    os.replace(tmp, out / SNAPSHOT_DIR)
-
-
-def _start_from_snapshot(source: Path, out: Path, timeout_s: float) -> None:
-    """Wait for `source/snapshot/` and copy it to `out`, unless `out` already holds a run to resume."""
-    if (out / "training" / "state.json").exists():
-        return
-    deadline = time.monotonic() + timeout_s
-    while not (source / SNAPSHOT_DIR).exists():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"no snapshot appeared in {source} within {timeout_s:.0f} s")
-        time.sleep(1.0)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(source / SNAPSHOT_DIR, tmp)
-    os.replace(tmp, out)
-
-
-def _train_lane(cfgs: list[TrainConfig], fork_from: str | None = None, timeout_s: float = 0.0) -> None:
-    """The estimator's core (a spawned process: a fresh interpreter with its own torch threads):
-    the estimator, then any action members scheduled after it (started from `fork_from`'s
-    snapshot when given)."""
-    for i, c in enumerate(cfgs):
-        if i > 0 and fork_from is not None:
-            _start_from_snapshot(Path(fork_from), Path(c.out), timeout_s)
-        train(c)
+def _train_part(cfg: TrainConfig) -> None:
+    """The estimator's process (spawned: a fresh interpreter with its own torch threads)."""
+    train(cfg)
 
 
 def train_parts_in_parallel(cfg: TrainConfig, progress: Callable[[dict], None] | None = None) -> dict:
     """The estimator trains in a child process on one core while this process trains the action
-    part on the others; the estimator's weights are then grafted into the action part's
-    checkpoint, written to `cfg.out`. With `action_members` K > 1, `cfg.out` becomes an ensemble
-    folder: `member_k/` (action part k plus the estimator) and `ensemble.json`. The K parts run
-    one after another in equal slices of the budget on the action cores or, with a shorter
-    `estimator_minutes`, member 0 keeps the action cores and the rest follow the estimator on its
-    core. Each part keeps its own resumable folder under `out/training/parts/`."""
+    part on the others, both under the same budget; the estimator's weights are then grafted
+    into the action part's checkpoint, written to `cfg.out`. With `action_members` K > 1 this
+    process trains K action parts one after another in K equal slices of the budget, and
+    `cfg.out` becomes an ensemble folder: `member_k/` (action part k plus the estimator) and
+    `ensemble.json`. Each part keeps its own resumable folder under `out/training/parts/`."""
     out = Path(cfg.out)
     parts = out / "training" / "parts"
     threads = cfg.threads or os.cpu_count() or 2
     k_members = cfg.action_members
-    est_minutes = cfg.max_minutes if cfg.estimator_minutes is None else cfg.estimator_minutes
-    two_lanes = k_members > 1 and est_minutes < cfg.max_minutes
     est_cfg = replace(copy.deepcopy(cfg), part="estimator", out=str(parts / "estimator"), threads=1,
-                      parallel_parts=False, action_members=1, estimator_minutes=None, fork_members=False,
-                      max_minutes=est_minutes)
-
-    def member_cfg(k: int) -> TrainConfig:
-        snapshot = None
-        if not two_lanes:
-            minutes, n_threads = cfg.max_minutes / k_members, max(1, threads - 1)
-        elif k == 0:
-            minutes, n_threads = cfg.max_minutes, max(1, threads - 1)
-            snapshot = est_minutes if cfg.fork_members else None
-        else:  # a fork resumes member 0's clock, so it keeps the whole budget and its schedule
-            minutes = cfg.max_minutes if cfg.fork_members else (cfg.max_minutes - est_minutes) / (k_members - 1)
-            n_threads = 1
-        return replace(copy.deepcopy(cfg), part="action", threads=n_threads, parallel_parts=False, action_members=1,
-                       estimator_minutes=None, fork_members=False, snapshot_at_minutes=snapshot, member=k,
-                       max_minutes=minutes, out=str(parts / ("action" if k_members == 1 else f"action_{k}")))
-
-    act_cfgs = [member_cfg(k) for k in range(k_members)]
-    here = act_cfgs[:1] if two_lanes else act_cfgs
-    lane = [est_cfg, *act_cfgs[1:]] if two_lanes else [est_cfg]
-    fork_from = act_cfgs[0].out if cfg.fork_members else None
-    child = multiprocessing.get_context("spawn").Process(
-        target=_train_lane, args=(lane, fork_from, cfg.max_minutes * 60 + 600), name="estimator")
+                      parallel_parts=False, action_members=1)
+    act_cfgs = [replace(copy.deepcopy(cfg), part="action", threads=max(1, threads - 1), parallel_parts=False,
+                        action_members=1, member=k, max_minutes=cfg.max_minutes / k_members,
+                        out=str(parts / ("action" if k_members == 1 else f"action_{k}")))
+                for k in range(k_members)]
+    child = multiprocessing.get_context("spawn").Process(target=_train_part, args=(est_cfg,), name="estimator")
     child.start()
     try:
-        first = [train(c, progress) for c in here][0]
-    except BaseException:
-        child.terminate()  # a lane waiting on this one's snapshot would wait in vain
-        raise
+        acts = [train(c, progress) for c in act_cfgs]
     finally:
         child.join()
     if child.exitcode != 0:
         raise RuntimeError(f"the estimator's training process failed (exit code {child.exitcode}); "
                            f"rerun to resume it from {est_cfg.out}")
-
-    def finished(c: TrainConfig) -> tuple[dict, float | None]:
-        """A part's training state and the validation loss its checkpoint was saved with."""
-        state = json.loads((Path(c.out) / "training" / "state.json").read_text())
-        return state, json.loads((Path(c.out) / "config.json").read_text()).get("extra", {}).get("val_loss")
-
     estimator = load_checkpoint(est_cfg.out)
-    est_state, est_val = finished(est_cfg)
-    act_states, act_vals = zip(*(finished(c) for c in act_cfgs), strict=True)
-    for i, (act_cfg, act_state, act_val) in enumerate(zip(act_cfgs, act_states, act_vals, strict=True)):
+    est_state = json.loads((Path(est_cfg.out) / "training" / "state.json").read_text())
+    est_val = json.loads((Path(est_cfg.out) / "config.json").read_text()).get("extra", {}).get("val_loss")
+    act_states = [json.loads((Path(c.out) / "training" / "state.json").read_text()) for c in act_cfgs]
+    for i, (act_cfg, act, act_state) in enumerate(zip(act_cfgs, acts, act_states, strict=True)):
         policy = load_checkpoint(act_cfg.out)
         if policy.normalizer.to_dict() != estimator.normalizer.to_dict():
             raise RuntimeError("the two parts were trained with different statistics (different data?)")
         policy.estimator.load_state_dict(estimator.estimator.state_dict())
         extra = {"train": {k: v for k, v in asdict(cfg).items() if k != "policy"},
                  "step": {"action": act_state["step"], "estimator": est_state["step"]},
-                 "val_loss": {"action": act_val, "estimator": est_val},
+                 "val_loss": {"action": act["final_val_loss"], "estimator": est_val},
                  "datasets": list(cfg.data)}
         save_checkpoint(policy, out if k_members == 1 else out / f"member_{i}", extra=extra)
     if k_members > 1:  # written last: a crash before it leaves no half-made ensemble
         atomic_write_json(out / ENSEMBLE_FILE, {"members": [f"member_{k}" for k in range(k_members)]})
     one = k_members == 1
-    n_here = len(here)
-    lane_seconds = (sum(a["seconds"] for a in act_states[:n_here]),  # a fork's clock includes member 0's start
-                    (0.0 if cfg.fork_members else est_state["seconds"]) + sum(a["seconds"] for a in act_states[n_here:]))
     return {"steps": {"action": act_states[0]["step"] if one else [a["step"] for a in act_states],
                       "estimator": est_state["step"]},
-            "seconds": round(max(lane_seconds), 1),
-            "final_val_loss": {"action": act_vals[0] if one else list(act_vals), "estimator": est_val},
+            "seconds": round(max(sum(a["seconds"] for a in act_states), est_state["seconds"]), 1),
+            "final_val_loss": {"action": acts[0]["final_val_loss"] if one else [a["final_val_loss"] for a in acts],
+                               "estimator": est_val},
             "samples_per_s": {
                 "action": round(sum(a["samples"] for a in act_states) / max(sum(a["seconds"] for a in act_states),
                                                                             1e-9), 1),
                 "estimator": round(est_state["samples"] / max(est_state["seconds"], 1e-9), 1)},
-            "resumed": first["resumed"], "out": str(out), "device": first["device"]}
+            "resumed": acts[0]["resumed"], "out": str(out), "device": acts[0]["device"]}
