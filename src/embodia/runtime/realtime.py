@@ -134,6 +134,9 @@ def control_process_main(spec: ControlProcessSpec, raw: Any, conn: Any) -> None:
     stats = {"control": LoopStats("control", spec.control.rate_hz),
              "hal": LoopStats("hal", spec.control.rate_hz)}
     skipped_ticks = physics_steps = 0
+    # ticks that mapped a new action (the IK solve) and how many of them missed: where misses
+    # come from (an action tick's extra work, or stalls anywhere)
+    action_ticks = action_misses = 0
     wall0, sim0 = clock.now(), body.time
     bus.write(wall0, sim0, sim.data.qpos, sim.data.qvel, sim.data.ctrl)
     conn.send(("ready", info))
@@ -168,8 +171,12 @@ def control_process_main(spec: ControlProcessSpec, raw: Any, conn: Any) -> None:
             if stop:
                 break
             js = body.read_joints()
+            slot = control.last_slot
             command = control.tick(woke, js)
             t_hal = monotonic()
+            if control.last_slot != slot:
+                action_ticks += 1
+                action_misses += t_hal > next_t + period
             body.command(command)
             physics_steps += body.advance_to(sim0 + (t_hal - wall0))
             bus.write(t_hal, body.time, sim.data.qpos, sim.data.qvel, sim.data.ctrl)
@@ -185,7 +192,8 @@ def control_process_main(spec: ControlProcessSpec, raw: Any, conn: Any) -> None:
         gc.enable()
     elapsed = clock.now() - wall0
     conn.send(("stopped", {
-        "info": info, "skipped_ticks": skipped_ticks,
+        "info": info, "skipped_ticks": skipped_ticks, "action_ticks": action_ticks,
+        "action_tick_misses": action_misses,
         "physics_steps_per_s": physics_steps / elapsed if elapsed > 0 else 0.0,
         "samples": {k: s.samples() for k, s in stats.items()}, "counts": control.counts,
         "interventions": list(control.interventions)[:200], "log": control.log.arrays()}))
@@ -317,7 +325,8 @@ class RealtimeRuntime:
         for name, rows in payload["samples"].items():
             self.stats[name].merge_from(rows)
         self.process_info |= payload["info"] | {
-            "skipped_ticks": payload["skipped_ticks"],
+            "skipped_ticks": payload["skipped_ticks"], "action_ticks": payload["action_ticks"],
+            "action_tick_misses": payload["action_tick_misses"],
             "physics_steps_per_s": round(payload["physics_steps_per_s"], 1)}
         self.control_report = {"counts": payload["counts"], "samples": payload["interventions"],
                                "trajectory": payload["log"]}
