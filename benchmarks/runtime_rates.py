@@ -64,6 +64,7 @@ def one_run(policy: ChunkPolicy, rate: float, load: str, seconds: float, seed: i
     records = []
     try:
         rt.start(seed)
+        stolen0 = steal_ms(rt.process_info.get("cpu"))
         extra = None
         if load == "saturated":
             obs = body.observe(f"pick up the {cube.replace('_', ' ')}")
@@ -76,6 +77,7 @@ def one_run(policy: ChunkPolicy, rate: float, load: str, seconds: float, seed: i
         if extra is not None:
             extra.join()
         compute = np.asarray(rt.inference.compute_s, float) * 1e3
+        stolen1 = steal_ms(rt.process_info.get("cpu"))
     finally:
         stop.set()
         rt.close()
@@ -86,7 +88,8 @@ def one_run(policy: ChunkPolicy, rate: float, load: str, seconds: float, seed: i
     out = {
         "control_hz": rate, "load": load, "sched": sched, "seconds": seconds,
         "layers": {n: {k: v for k, v in s[n].items() if k != "name"} for n in ("reasoning", "perception", "control", "hal")},
-        "control_process": s["process"],
+        "control_process": s["process"] | {
+            "steal_ms": None if stolen0 is None or stolen1 is None else round(stolen1 - stolen0, 1)},
         "inference": {"chunks": sum(r.chunks for r in records),
                       "latency_ms_p50": round(float(np.median(lat)), 2) if lat else None,
                       "latency_ms_p99": round(float(np.percentile(lat, 99)), 2) if lat else None,
@@ -99,17 +102,29 @@ def one_run(policy: ChunkPolicy, rate: float, load: str, seconds: float, seed: i
     return out
 
 
+def steal_ms(cpu: int | None) -> float | None:
+    """Time the hypervisor ran something else on `cpu` (Linux /proc/stat, field `steal`), in ms.
+    Why: on a VM a stalled vCPU is a late tick no in-guest scheduling can prevent."""
+    try:
+        with open("/proc/stat") as f:
+            line = next(ln for ln in f if ln.startswith(f"cpu{'' if cpu is None else cpu} "))
+        return int(line.split()[8]) * 1000.0 / os.sysconf("SC_CLK_TCK")
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+
+
 def busy_processes() -> list[str]:
     """Other processes using CPU while we measure (the numbers mean little without this)."""
     try:
         import subprocess
 
-        ps = subprocess.run(["ps", "-eo", "pcpu,comm,args", "--sort=-pcpu"], capture_output=True, text=True,
+        ps = subprocess.run(["ps", "-eo", "pid,pcpu,comm,args", "--sort=-pcpu"], capture_output=True, text=True,
                             timeout=5).stdout.splitlines()[1:]
     except (OSError, subprocess.SubprocessError):
         return []
     me = str(os.getpid())
-    return [" ".join(line.split()[:6])[:120] for line in ps if float(line.split()[0]) > 20 and me not in line][:6]
+    rows = [line.split() for line in ps]
+    return [" ".join(r[1:7])[:120] for r in rows if len(r) > 2 and float(r[1]) > 20 and r[0] != me][:6]
 
 
 def main() -> None:

@@ -116,3 +116,20 @@ def test_fast_moves_accumulate_on_the_commanded_pose_despite_tracking_lag(rig, r
     run(body, ctl, 0.0, 1.2, [(0.0, chunk)])
     moved = y0 - float(body.sim.tcp_pose("main")[0][1])
     assert (abs(moved - 0.175) < 0.01) == keeps_moves, moved
+
+
+def test_warm_up_changes_nothing_the_loop_sees():
+    """Two identical rigs, one warmed up: the same commands, tick for tick."""
+    def rig_cmds(warm: bool) -> list[np.ndarray]:
+        body = SimBody(Simulation("arm7"))
+        ctl = ControlLayer(body.embodiment, "ee_delta", body.kinematics(), body.limits(SafetyConfig()),
+                           ControlConfig(rate_hz=RATE, watchdog_s=0.3))
+        ctl.init(body.read_joints(), body.commanded_grip())
+        if warm:
+            ctl.warm_up(body.read_joints())
+        ctl.start_step(1, 0.0, 0.1, body.read_joints())
+        return [c.q["main"] for c in run(body, ctl, 0.0, 0.5, [(0.0, rise(0.0))])]
+
+    cold, warm = rig_cmds(False), rig_cmds(True)
+    assert len(cold) == len(warm) and all(np.array_equal(a, b) for a, b in zip(cold, warm, strict=True))
+    assert not np.array_equal(cold[0], cold[-1])  # the rig did move

@@ -129,6 +129,7 @@ def control_process_main(spec: ControlProcessSpec, raw: Any, conn: Any) -> None:
                            spec.control)
     control.init(body.read_joints(), body.commanded_grip())
     info = _setup_process(spec.cpu, spec.rt_priority)
+    control.warm_up(body.read_joints())  # after the memory lock: its allocations happen now
     clock = WallClock(spin_s=spec.spin_s)
     period = 1.0 / spec.control.rate_hz
     stats = {"control": LoopStats("control", spec.control.rate_hz),
