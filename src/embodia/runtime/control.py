@@ -113,7 +113,7 @@ class ControlLayer:
         """Run the tick's heavy path (FK, and IK that must iterate: a target 1 cm off) before
         real time starts, changing nothing. Why: the first LAPACK solve in a process allocates
         OpenBLAS's buffers, and under mlockall(MCL_FUTURE) those pages are filled at once: one
-        11-15 ms tick at the first action that needed IK (measured at 1 kHz, 2026-11-27)."""
+        11-20 ms tick at the first action that needed IK (measured at 1 kHz, 2026-11-27)."""
         for arm, kin in self.mapper.kin.items():
             pos, quat = kin.fk(js.q[arm])
             for _ in range(reps):
