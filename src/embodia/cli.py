@@ -197,8 +197,15 @@ def train(
     max_steps: Annotated[int, typer.Option(min=1)] = 100_000,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     lr: float = 3e-4,
+    weight_decay: Annotated[float, typer.Option(min=0.0, help="AdamW's decoupled weight decay")] = 1e-4,
     seed: int = 0,
     d_model: int = 128,
+    dropout: Annotated[float, typer.Option(
+        min=0.0, max=0.9, help="dropout in the transformer blocks of the prefix and the head (the estimator has none)")
+    ] = 0.0,
+    drop_path: Annotated[float, typer.Option(
+        min=0.0, max=0.9, help="stochastic depth: the share of training samples for which each residual branch "
+                               "of the prefix and the head is skipped")] = 0.0,
     horizon: int = 16,
     cameras: str = "front,wrist",
     env_state_input: Annotated[str, typer.Option(
@@ -256,10 +263,10 @@ def train(
                           env_state_noise=env_state_noise, flow_prior=flow_prior,
                           state_dim=feats["observation.state"]["shape"][0],
                           action_dim=feats["action"]["shape"][0] if "action" in feats else 0,
-                          horizon=horizon, d_model=d_model, control_rate_hz=float(meta.fps),
+                          horizon=horizon, d_model=d_model, dropout=dropout, drop_path=drop_path, control_rate_hz=float(meta.fps),
                           hf_backbone=str(hf_backbone.expanduser().resolve()) if hf_backbone else None,
                           freeze_hf_backbone=not finetune_hf_backbone)
-        cfg = TrainConfig(data=dirs, out=str(out), policy=pc, batch_size=batch_size, lr=lr,
+        cfg = TrainConfig(data=dirs, out=str(out), policy=pc, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                           max_steps=max_steps, max_minutes=max_minutes, seed=seed, threads=threads,
                           estimator_data=[d for d in estimator_data.split(",") if d] if estimator_data else None,
                           balance_skills=balance_skills, ema_decay=ema, device=device,

@@ -127,6 +127,19 @@ def test_config_rejects_bad_fields():
         PolicyConfig(head="diffusion-magic")
     with pytest.raises(ValueError, match="unknown fields"):
         PolicyConfig.from_dict(PolicyConfig().to_dict() | {"wings": 2})
+    with pytest.raises(ValueError, match="dropout"):
+        PolicyConfig(dropout=1.0)
+
+
+def test_dropout_is_random_in_training_and_off_at_inference(tiny_ds, hash_language):
+    """Dropout regularizes the prefix and the head while training; `select_action` must not
+    see it (a checkpoint loads in eval mode), or the same observation would give two chunks."""
+    policy = _policy(tiny_ds, hash_language, dropout=0.5, flow_temperature=0.0)
+    batch = batch_from_obs(_obs(tiny_ds), policy.cfg)
+    policy.train()
+    assert not torch.equal(policy.memory(batch), policy.memory(batch))
+    policy.eval()
+    assert torch.equal(policy.predict_chunk(batch), policy.predict_chunk(batch))
 
 
 def test_environment_state_is_a_training_target_never_an_input(tiny_ds, hash_language):

@@ -83,6 +83,19 @@ def test_cli_trains_the_parts_in_parallel_by_default_and_jointly_on_request(tiny
     assert not (tmp_path / "joint/training/parts").exists()
 
 
+def test_cli_regularization_options_reach_the_checkpoint(tiny_ds, tmp_path):
+    out = tmp_path / "reg"
+    r = CliRunner().invoke(app, ["train", "--data", str(tiny_ds.root), "--max-steps", "2", "--threads", "1",
+                                 "--d-model", "32", "--horizon", "8", "--joint", "--out", str(out), "--json",
+                                 "--drop-path", "0.2", "--dropout", "0.05", "--weight-decay", "0.01"])
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["drop_path"], cfg["dropout"], cfg["extra"]["train"]["weight_decay"]) == (0.2, 0.05, 0.01)
+    r = CliRunner().invoke(app, ["train", "--data", str(tiny_ds.root), "--out", str(tmp_path / "bad"),
+                                 "--drop-path", "1.5"])
+    assert r.exit_code != 0 and "drop-path" in r.output and not (tmp_path / "bad").exists()
+
+
 def test_the_estimator_can_train_on_a_subset_of_the_data(tiny_ds, tmp_path):
     """`estimator_data`: the estimator decodes only those datasets' cameras; the action part
     and the normalization still use every dataset, so both parts share one set of statistics."""

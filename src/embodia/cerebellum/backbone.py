@@ -9,15 +9,32 @@ import torch
 from torch import nn
 
 from embodia.cerebellum.config import PolicyConfig
+from embodia.cerebellum.heads.decoder import drop_path
 from embodia.cerebellum.object_state import ObjectTokens
 from embodia.cerebellum.tracing import TraceCache, tracing_applies
 from embodia.cerebellum.vision import VisionEncoder
 
 
+class EncoderLayer(nn.TransformerEncoderLayer):
+    """Pre-norm `nn.TransformerEncoderLayer` (same parameters, same state dict) whose two
+    residual branches take stochastic depth (`drop_path`) while training."""
+
+    def __init__(self, cfg: PolicyConfig) -> None:
+        super().__init__(cfg.d_model, cfg.n_heads, cfg.ff_mult * cfg.d_model, cfg.dropout,
+                         batch_first=True, norm_first=True)
+        self.drop_path = cfg.drop_path
+
+    def forward(self, src: torch.Tensor, src_mask: torch.Tensor | None = None,
+                src_key_padding_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
+        if not self.training or self.drop_path == 0.0:
+            return super().forward(src, src_mask, src_key_padding_mask, is_causal)
+        x = src + drop_path(self._sa_block(self.norm1(src), src_mask, src_key_padding_mask, is_causal),
+                            self.drop_path, True)
+        return x + drop_path(self._ff_block(self.norm2(x)), self.drop_path, True)
+
+
 def transformer_encoder(cfg: PolicyConfig, layers: int) -> nn.TransformerEncoder:
-    layer = nn.TransformerEncoderLayer(cfg.d_model, cfg.n_heads, cfg.ff_mult * cfg.d_model,
-                                       cfg.dropout, batch_first=True, norm_first=True)
-    return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+    return nn.TransformerEncoder(EncoderLayer(cfg), layers, enable_nested_tensor=False)
 
 
 class PrefixEncoder(nn.Module):

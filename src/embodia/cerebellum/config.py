@@ -29,6 +29,9 @@ class PolicyConfig:
     head_layers: int = 2
     ff_mult: int = 2
     dropout: float = 0.0
+    # stochastic depth: each residual branch of the prefix and the head is skipped for this
+    # share of the training samples (an implicit ensemble; 0 = off; inference never drops)
+    drop_path: float = 0.0
     film: bool = True  # language FiLM-conditions the vision encoder
     keypoints: int = 32  # spatial-softmax keypoint tokens per camera (0 = coarse grid only)
     # auxiliary training target: regress observation.environment_state (where every object
@@ -86,6 +89,9 @@ class PolicyConfig:
             raise ValueError(f"unknown env_state_input {self.env_state_input!r}; choose from {list(ENV_STATE_INPUTS)}")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        for name in ("dropout", "drop_path"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if not 1 <= self.n_action_steps <= self.horizon:
             raise ValueError(f"n_action_steps must be in 1..horizon ({self.horizon}), got {self.n_action_steps}")
         self.flow_beta = tuple(self.flow_beta)

@@ -11,6 +11,17 @@ from torch import nn
 KV = tuple[torch.Tensor, torch.Tensor]
 
 
+def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: zero a residual branch for a random `p` of the samples (rescaling the
+    rest). Like dropout it trains an implicit ensemble of sub-networks, but it draws one number
+    per sample instead of one per activation (elementwise dropout's random draws cost this
+    small model ~65% of a compiled CPU step)."""
+    if not training or p == 0.0:
+        return x
+    keep = (torch.rand((x.shape[0],) + (1,) * (x.ndim - 1), device=x.device, dtype=torch.float32) >= p).to(x.dtype)
+    return x * keep / (1.0 - p)
+
+
 def _split(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     """[B, L, d] -> [B, heads, L, d / heads]."""
     return x.unflatten(-1, (n_heads, -1)).transpose(1, 2)
@@ -24,10 +35,11 @@ def _merge(x: torch.Tensor) -> torch.Tensor:
 class DecoderBlock(nn.Module):
     """Pre-norm block: causal self-attention, cross-attention to memory, MLP."""
 
-    def __init__(self, d: int, n_heads: int, ff: int, dropout: float) -> None:
+    def __init__(self, d: int, n_heads: int, ff: int, dropout: float, drop_path: float = 0.0) -> None:
         super().__init__()
         self.n_heads = n_heads
         self.dropout = dropout
+        self.drop_path = drop_path
         self.norm1 = nn.LayerNorm(d)
         self.qkv = nn.Linear(d, 3 * d)
         self.self_out = nn.Linear(d, d)
@@ -59,8 +71,9 @@ class DecoderBlock(nn.Module):
             cv[:, :, pos] = v[:, :, 0]
             # the one new query sees the whole cache so far: no mask needed
             a = F.scaled_dot_product_attention(q, ck[:, :, :pos + 1], cv[:, :, :pos + 1], dropout_p=p)
-        x = x + self.drop(self.self_out(_merge(a)))
+        dp = self.drop_path if self.training else 0.0
+        x = x + drop_path(self.drop(self.self_out(_merge(a))), dp, self.training)
         q = _split(self.cross_q(self.norm2(x)), self.n_heads)
         a = F.scaled_dot_product_attention(q, mem[0], mem[1], dropout_p=p)
-        x = x + self.drop(self.cross_out(_merge(a)))
-        return x + self.drop(self.mlp(self.norm3(x)))
+        x = x + drop_path(self.drop(self.cross_out(_merge(a))), dp, self.training)
+        return x + drop_path(self.drop(self.mlp(self.norm3(x))), dp, self.training)

@@ -42,7 +42,7 @@ class FlowHead(nn.Module):
         self.pos = nn.Parameter(torch.zeros(1, cfg.horizon, d))
         nn.init.normal_(self.pos, std=0.02)
         self.blocks = nn.ModuleList(
-            DecoderBlock(d, cfg.n_heads, cfg.ff_mult * d, cfg.dropout) for _ in range(cfg.head_layers))
+            DecoderBlock(d, cfg.n_heads, cfg.ff_mult * d, cfg.dropout, cfg.drop_path) for _ in range(cfg.head_layers))
         self.out = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, cfg.action_dim))
         if cfg.flow_prior:
             self.prior_query = nn.Parameter(torch.zeros(1, cfg.horizon, d))

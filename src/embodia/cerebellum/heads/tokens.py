@@ -42,7 +42,7 @@ class TokenHead(nn.Module):
         self.register_buffer("dim_index", torch.arange(self.length) % cfg.action_dim, persistent=False)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(
-            DecoderBlock(d, cfg.n_heads, cfg.ff_mult * d, cfg.dropout) for _ in range(cfg.head_layers))
+            DecoderBlock(d, cfg.n_heads, cfg.ff_mult * d, cfg.dropout, cfg.drop_path) for _ in range(cfg.head_layers))
         self.norm = nn.LayerNorm(d)
         self.out = nn.Linear(d, self.bins)
 
