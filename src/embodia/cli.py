@@ -24,6 +24,18 @@ def _fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
+def camera_names(text: str | None) -> tuple[str, ...] | None:
+    """--cameras: None (flag absent) = every camera; 'none' = no camera; else the listed ones."""
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return ()
+    names = tuple(c.strip() for c in text.split(",") if c.strip())
+    if not names:
+        _fail("--cameras is empty: name cameras, or 'none' for state and actions only")
+    return names
+
+
 @app.command("eval")
 def eval_cmd(
     policy: Annotated[str, typer.Option(help="'expert' (scripted experts) or a checkpoint folder")] = "expert",
@@ -309,7 +321,9 @@ def collect(
         min=1, help="episodes the dataset should hold for this skill (a task: seeds)")] = 10,
     seed_start: Annotated[int, typer.Option(min=0)] = 0,
     workers: Annotated[int, typer.Option(min=1)] = 1,
-    cameras: Annotated[str | None, typer.Option(help="comma-separated; default all")] = None,
+    cameras: Annotated[str | None, typer.Option(
+        help="comma-separated; default all; 'none' records state and actions only (~10x faster: "
+             "data for the action part, which reads no camera)")] = None,
     image_size: Annotated[int, typer.Option(min=16, max=512)] = 96,
     tier: Annotated[str, typer.Option(help="real | synthetic | human")] = "synthetic",
     keep_failures: Annotated[bool, typer.Option(help="also keep episodes that failed")] = False,
@@ -333,8 +347,7 @@ def collect(
     try:
         cfg = CollectConfig(out=out, embodiment=embodiment, skill=skill, task=task, arm=arm,
                             episodes=episodes, seed_start=seed_start, workers=workers,
-                            cameras=tuple(cameras.split(",")) if cameras else None,
-                            image_size=image_size, tier=tier, keep_failures=keep_failures,
+                            cameras=camera_names(cameras), image_size=image_size, tier=tier, keep_failures=keep_failures,
                             perturb=perturb, slip=slip, recover_from=recover_from)
         with Progress(TextColumn(f"collect {cfg.name}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=err) as bar:

@@ -120,6 +120,23 @@ def test_the_estimator_can_train_on_a_subset_of_the_data(tiny_ds, tmp_path):
                     estimator_data=[str(other.root)])
 
 
+def test_a_dataset_without_cameras_feeds_the_action_part_only(tiny_ds, tmp_path):
+    """`collect --cameras none` data: the action part learns from it, the estimator (which
+    decodes images) and joint training refuse it by name unless it stays out of their data."""
+    from tests.data.conftest import make_dataset
+
+    so = make_dataset(tmp_path / "state_only", n=3, cameras=(), env_state=True)
+    data = [str(tiny_ds.root), str(so.root)]
+    kw = {"data": data, "out": "unused", "policy": PolicyConfig(**(SMALL | OBJ)), "val_fraction": 0.34}
+    act_ds, _, _, _ = build_datasets(TrainConfig(part="action", **kw))
+    assert len(act_ds.datasets) == 2 and len(act_ds.datasets[1]) > 0
+    est_ds, _, _, _ = build_datasets(TrainConfig(part="estimator", estimator_data=[str(tiny_ds.root)], **kw))
+    assert len(est_ds.datasets) == 1
+    for cfg, who in ((TrainConfig(part="estimator", **kw), "estimator"), (TrainConfig(part="all", **kw), "joint")):
+        with pytest.raises(ValueError, match=f"state_only has no camera.*the {who} part reads them"):
+            build_datasets(cfg)
+
+
 def test_balance_skills_gives_every_skill_the_same_share_of_the_draws(tiny_ds, tmp_path):
     from embodia.cerebellum.training import skill_balanced_weights
     from tests.data.conftest import make_dataset

@@ -121,3 +121,22 @@ def test_slip_collection_records_the_experts_re_grasp(tmp_path):
     assert all(DatasetMeta.load(tmp_path).column("success"))
     with pytest.raises(ValueError, match="slip"):
         CollectConfig(out=tmp_path / "x", slip=1.5)
+
+
+def test_collect_without_cameras_records_state_and_actions_only(tmp_path):
+    from embodia.data.reader import DatasetReader
+
+    out = tmp_path / "so"
+    r = runner.invoke(app, ["collect", "--out", str(out), "--skill", "push", "--episodes", "2",
+                            "--cameras", "none", "--json"])
+    assert r.exit_code == 0, r.output
+    reader = DatasetReader(out)
+    assert reader.video_keys == [] and reader.has_actions
+    assert not any(k.startswith("observation.images.") for k in reader.meta.features)
+    assert len(reader.columns["action"]) == len(reader.columns["observation.environment_state"]) > 2
+    assert not (out / "videos").exists()
+    assert runner.invoke(app, ["data", "validate", str(out)]).exit_code == 0
+    r = runner.invoke(app, ["collect", "--out", str(tmp_path / "x"), "--cameras", ","])
+    assert r.exit_code == 2 and "--cameras is empty" in r.output
+    with pytest.raises(ValueError, match=r"cameras=\(\) \(none\)"):
+        CollectConfig(out=tmp_path / "y", recover_from=str(tmp_path), cameras=())

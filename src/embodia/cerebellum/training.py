@@ -176,6 +176,19 @@ def _split(n: int, frac: float, seed: int) -> tuple[list[int], list[int]]:
 def build_datasets(cfg: TrainConfig) -> tuple[ConcatDataset, ConcatDataset | None, dict, list[DatasetReader]]:
     readers = [DatasetReader(d) for d in cfg.data]
     pc = cfg.policy
+    # which datasets this part decodes images from: the action part none, the estimator its
+    # own (estimator_data), the joint loss all. A dataset recorded without cameras (collect
+    # --cameras none) can so feed the action part, which reads state and actions only.
+    own = None if cfg.estimator_data is None else {str(Path(d).resolve()) for d in cfg.estimator_data}
+    estimator_only = cfg.part == "estimator" or cfg.parallel_parts
+
+    def reader_of_images(r: DatasetReader) -> str | None:
+        if cfg.part == "action":
+            return None
+        if estimator_only:
+            return "estimator" if own is None or str(Path(r.root).resolve()) in own else None
+        return "joint"
+
     for r in readers:
         if r.embodiment != pc.embodiment:
             raise ValueError(f"{r.root} is {r.embodiment!r} data; the policy is for {pc.embodiment!r}")
@@ -185,8 +198,10 @@ def build_datasets(cfg: TrainConfig) -> tuple[ConcatDataset, ConcatDataset | Non
             raise ValueError(f"{r.root}: state/action dims {r.state_dim}/{r.action_dim} != policy {pc.state_dim}/{pc.action_dim}")
         keys = {k.removeprefix("observation.images.") for k in r.video_keys}
         missing = [c for c in pc.cameras if c not in keys]
-        if missing:
-            raise ValueError(f"{r.root} has no camera(s) {missing}; it has {sorted(keys)}")
+        if missing and (reader := reader_of_images(r)):
+            raise ValueError(f"{r.root} has no camera(s) {missing}; it has {sorted(keys)} (the {reader} "
+                             f"part reads them; a dataset without cameras can only feed the action part: "
+                             f"leave it out of --estimator-data)")
     # the auxiliary where-is-everything target, when every dataset records the same one
     dims = {r.columns[ENV_STATE].shape[1] if ENV_STATE in r.columns else 0 for r in readers}
     if pc.env_state_input != "none":
@@ -212,11 +227,9 @@ def build_datasets(cfg: TrainConfig) -> tuple[ConcatDataset, ConcatDataset | Non
         stats[key] = s.to_dict()
     # the action part reads the true object state (noised), never a camera: decode none
     wc = WindowConfig(horizon=pc.horizon, cameras=[] if cfg.part == "action" else list(pc.cameras))
-    own = None if cfg.part != "estimator" or cfg.estimator_data is None else \
-        {str(Path(d).resolve()) for d in cfg.estimator_data}
     train, val = [], []
     for i, r in enumerate(readers):
-        if own is not None and str(Path(r.root).resolve()) not in own:
+        if cfg.part == "estimator" and own is not None and str(Path(r.root).resolve()) not in own:
             continue
         eps = list(r.episode_indices)
         tr, va = _split(len(eps), cfg.val_fraction, cfg.seed + i)

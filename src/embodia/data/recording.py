@@ -46,7 +46,9 @@ class CollectConfig:
     episodes: int = 10
     seed_start: int = 0
     workers: int = 1
-    cameras: tuple[str, ...] | None = None  # None: every camera of the embodiment
+    # None: every camera of the embodiment; (): none, a state-and-action dataset that only the
+    # action part of an object-centric policy can learn from (it reads no image), ~10x faster
+    cameras: tuple[str, ...] | None = None
     image_size: int = 96
     tier: str = "synthetic"
     keep_failures: bool = False
@@ -81,6 +83,8 @@ class CollectConfig:
         if self.recover_from is not None:
             if self.perturb or self.slip:
                 raise ValueError("recover_from records from a policy's states; drop perturb/slip")
+            if self.cameras == ():
+                raise ValueError("recover_from: the policy acts from the cameras, so cameras=() (none) cannot apply")
             if self.task is not None:
                 handover_step(get_task(self.task).steps)
             else:
