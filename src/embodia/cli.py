@@ -322,7 +322,7 @@ def collect(
     seed_start: Annotated[int, typer.Option(min=0)] = 0,
     workers: Annotated[int, typer.Option(min=1)] = 1,
     cameras: Annotated[str | None, typer.Option(
-        help="comma-separated; default all; 'none' records state and actions only (~10x faster: "
+        help="comma-separated; default all; 'none' records state and actions only (~6x faster: "
              "data for the action part, which reads no camera)")] = None,
     image_size: Annotated[int, typer.Option(min=16, max=512)] = 96,
     tier: Annotated[str, typer.Option(help="real | synthetic | human")] = "synthetic",

@@ -47,7 +47,7 @@ class CollectConfig:
     seed_start: int = 0
     workers: int = 1
     # None: every camera of the embodiment; (): none, a state-and-action dataset that only the
-    # action part of an object-centric policy can learn from (it reads no image), ~10x faster
+    # action part of an object-centric policy can learn from (it reads no image), ~6x faster
     cameras: tuple[str, ...] | None = None
     image_size: int = 96
     tier: str = "synthetic"
