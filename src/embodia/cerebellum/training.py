@@ -199,9 +199,10 @@ def build_datasets(cfg: TrainConfig) -> tuple[ConcatDataset, ConcatDataset | Non
         keys = {k.removeprefix("observation.images.") for k in r.video_keys}
         missing = [c for c in pc.cameras if c not in keys]
         if missing and (reader := reader_of_images(r)):
+            fix = "list only camera datasets in --estimator-data" if reader == "estimator" else \
+                "train the parts apart (--parallel-parts) with only camera datasets in --estimator-data"
             raise ValueError(f"{r.root} has no camera(s) {missing}; it has {sorted(keys)} (the {reader} "
-                             f"part reads them; a dataset without cameras can only feed the action part: "
-                             f"leave it out of --estimator-data)")
+                             f"part reads them; a dataset without cameras can only feed the action part: {fix})")
     # the auxiliary where-is-everything target, when every dataset records the same one
     dims = {r.columns[ENV_STATE].shape[1] if ENV_STATE in r.columns else 0 for r in readers}
     if pc.env_state_input != "none":
