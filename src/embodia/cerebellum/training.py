@@ -180,13 +180,15 @@ def build_datasets(cfg: TrainConfig) -> tuple[ConcatDataset, ConcatDataset | Non
     # own (estimator_data), the joint loss all. A dataset recorded without cameras (collect
     # --cameras none) can so feed the action part, which reads state and actions only.
     own = None if cfg.estimator_data is None else {str(Path(d).resolve()) for d in cfg.estimator_data}
-    estimator_only = cfg.part == "estimator" or cfg.parallel_parts
+
+    def estimator_reads(r: DatasetReader) -> bool:
+        return own is None or str(Path(r.root).resolve()) in own
 
     def reader_of_images(r: DatasetReader) -> str | None:
         if cfg.part == "action":
             return None
-        if estimator_only:
-            return "estimator" if own is None or str(Path(r.root).resolve()) in own else None
+        if cfg.part == "estimator" or cfg.parallel_parts:
+            return "estimator" if estimator_reads(r) else None
         return "joint"
 
     for r in readers:
@@ -230,7 +232,7 @@ def build_datasets(cfg: TrainConfig) -> tuple[ConcatDataset, ConcatDataset | Non
     wc = WindowConfig(horizon=pc.horizon, cameras=[] if cfg.part == "action" else list(pc.cameras))
     train, val = [], []
     for i, r in enumerate(readers):
-        if cfg.part == "estimator" and own is not None and str(Path(r.root).resolve()) not in own:
+        if cfg.part == "estimator" and not estimator_reads(r):
             continue
         eps = list(r.episode_indices)
         tr, va = _split(len(eps), cfg.val_fraction, cfg.seed + i)
