@@ -200,6 +200,23 @@ def demo(
         env.close()
 
 
+def parse_data_weights(text: str | None) -> dict[str, float] | None:
+    """'DIR=W,DIR=W' -> {DIR: W}; a malformed entry is refused, naming it."""
+    if not text:
+        return None
+    out: dict[str, float] = {}
+    for item in (i.strip() for i in text.split(",") if i.strip()):
+        folder, sep, weight = item.rpartition("=")
+        try:
+            if not (sep and folder):
+                raise ValueError
+            out[folder] = float(weight)
+        except ValueError:
+            raise ValueError(f"--data-weight entry {item!r} is not DIR=WEIGHT (e.g. datasets/recover_arm7_pick=4)") \
+                from None
+    return out
+
+
 @app.command()
 def train(
     data: Annotated[str, typer.Option(help="dataset folder(s), comma-separated")],
@@ -245,6 +262,9 @@ def train(
              "(default: all; the action part always uses all)")] = None,
     balance_skills: Annotated[bool, typer.Option(
         help="sample every skill equally often, whatever its share of the frames")] = False,
+    data_weight: Annotated[str | None, typer.Option(
+        help="DIR=W[,DIR=W...]: draw that --data folder's frames W times as often as its share of the "
+             "frames gives (default 1 each)")] = None,
     ema: Annotated[float | None, typer.Option(
         help="ship an exponential moving average of the weights with this decay per step (e.g. 0.999)")] = None,
     hf_backbone: Annotated[Path | None, typer.Option(
@@ -281,7 +301,8 @@ def train(
         cfg = TrainConfig(data=dirs, out=str(out), policy=pc, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                           max_steps=max_steps, max_minutes=max_minutes, seed=seed, threads=threads,
                           estimator_data=[d for d in estimator_data.split(",") if d] if estimator_data else None,
-                          balance_skills=balance_skills, ema_decay=ema, device=device,
+                          balance_skills=balance_skills, data_weights=parse_data_weights(data_weight),
+                          ema_decay=ema, device=device,
                           action_members=action_members, precision=precision, compile=compile_loss,
                           parallel_parts=(env_state_input == "estimated" and not image_tokens
                                           and hf_backbone is None if parallel_parts is None else parallel_parts))

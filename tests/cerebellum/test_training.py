@@ -152,6 +152,29 @@ def test_balance_skills_gives_every_skill_the_same_share_of_the_draws(tiny_ds, t
     assert share["pick"] == pytest.approx(share["open_drawer"])  # ... equal draws
 
 
+def test_data_weights_scale_one_datasets_share_of_the_draws(tiny_ds, tmp_path):
+    from embodia.cerebellum.training import sampling_weights
+    from embodia.cli import parse_data_weights
+    from tests.data.conftest import make_dataset
+
+    other = make_dataset(tmp_path / "drawer", n=1, skill="open_drawer", size=32, env_state=True)
+    data = [str(tiny_ds.root), str(other.root)]
+    base = dict(out="unused", policy=PolicyConfig(**(SMALL | OBJ)), val_fraction=0.0, part="action")
+    cfg = TrainConfig(data=data, data_weights=parse_data_weights(f"{other.root}=3"), **base)
+    ds, _, _, _ = build_datasets(cfg)
+    w = sampling_weights(ds, cfg)
+    n0, n1 = (len(d) for d in ds.datasets)
+    assert w is not None and float(w[n0:].sum()) == pytest.approx(3 * n1) and float(w[:n0].sum()) == n0
+    both = sampling_weights(ds, replace(cfg, balance_skills=True))  # balanced, then scaled
+    assert float(both[n0:].sum()) == pytest.approx(3 * float(both[:n0].sum()))
+    assert sampling_weights(ds, replace(cfg, data_weights=None)) is None  # uniform: the plain sampler
+    for bad in ({str(tmp_path / "elsewhere"): 2.0}, {str(other.root): 0.0}, {str(other.root): float("nan")}):
+        with pytest.raises(ValueError, match="data_weights"):
+            TrainConfig(data=data, data_weights=bad, **base)
+    with pytest.raises(ValueError, match="not DIR=WEIGHT"):
+        parse_data_weights(f"{other.root}:3")
+
+
 def test_weighted_draws_follow_the_weights_without_drawing_everything_at_once():
     import itertools
 

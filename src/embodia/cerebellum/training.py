@@ -88,6 +88,10 @@ class TrainConfig:
     # slip data triple the pick frames, and with uniform sampling the other skills lost
     # 5-7 of 30 validation episodes (docs/results.md).
     balance_skills: bool = False
+    # Dataset folder -> how much more often its frames are drawn than its share of the frames
+    # alone gives (absent = 1). Why: 5x clean demonstrations diluted the 500 pick recoveries
+    # from 14% to 3% of the draws (docs/results.md). Combines with balance_skills.
+    data_weights: dict[str, float] | None = None
     # Keep an exponential moving average of the weights (decay per step, e.g. 0.999) and ship
     # it: the checkpoint's model.safetensors holds the average, training/raw.safetensors the
     # optimizer's own weights (what a resume continues from). Why: a flow head's samples
@@ -121,6 +125,13 @@ class TrainConfig:
             stray = [d for d in self.estimator_data if str(Path(d).resolve()) not in norm]
             if stray or not self.estimator_data:
                 raise ValueError(f"estimator_data must be a non-empty subset of data; not in data: {stray}")
+        if self.data_weights:
+            norm = {str(Path(d).resolve()) for d in self.data}
+            stray = [d for d in self.data_weights if str(Path(d).resolve()) not in norm]
+            bad = {d: w for d, w in self.data_weights.items() if not (w > 0 and math.isfinite(w))}
+            if stray or bad:
+                raise ValueError(f"data_weights: every key must be one of data and every weight a finite number "
+                                 f"> 0; not in data: {stray}, bad weights: {bad}")
         for part in ("action", "estimator") if self.parallel_parts else (self.part,):
             check_part(self.policy, part)
 
@@ -264,6 +275,22 @@ def skill_balanced_weights(ds: ConcatDataset) -> torch.Tensor:
     return torch.as_tensor(1.0 / counts[inverse], dtype=torch.double)
 
 
+def dataset_weights(ds: ConcatDataset, weights: dict[str, float]) -> torch.Tensor:
+    """A sampling weight per sample: its dataset's entry in `weights` (by folder), else 1."""
+    by_root = {str(Path(d).resolve()): float(w) for d, w in weights.items()}
+    return torch.cat([torch.full((len(d),), by_root.get(str(Path(d.reader.root).resolve()), 1.0), dtype=torch.double)
+                      for d in ds.datasets])
+
+
+def sampling_weights(ds: ConcatDataset, cfg: TrainConfig) -> torch.Tensor | None:
+    """The per-sample draw weights `balance_skills` and `data_weights` ask for (None: uniform)."""
+    w = skill_balanced_weights(ds) if cfg.balance_skills else None
+    if cfg.data_weights:
+        dw = dataset_weights(ds, cfg.data_weights)
+        w = dw if w is None else w * dw
+    return w
+
+
 def _save_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
     """State keyed by the parameter's index in the param groups (what _load_optimizer reads),
     not by its rank in opt.state: frozen parameters (a frozen HF tower) never get state."""
@@ -383,8 +410,9 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None) -> d
         return cfg.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
     gen = torch.Generator().manual_seed(seed + st["step"])
-    sampler = (WeightedDraws(skill_balanced_weights(train_ds), gen)
-               if cfg.balance_skills else RandomSampler(train_ds, replacement=True, num_samples=10**9, generator=gen))
+    weights = sampling_weights(train_ds, cfg)
+    sampler = (WeightedDraws(weights, gen) if weights is not None
+               else RandomSampler(train_ds, replacement=True, num_samples=10**9, generator=gen))
     loader = DataLoader(train_ds, batch_size=cfg.batch_size, drop_last=True, num_workers=cfg.num_workers,
                         sampler=sampler, persistent_workers=cfg.num_workers > 0)
     val_batches = []
