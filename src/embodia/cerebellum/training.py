@@ -120,20 +120,24 @@ class TrainConfig:
             raise ValueError(f"action_members must be >= 1 and member >= 0, got {self.action_members}, {self.member}")
         if self.action_members > 1 and not self.parallel_parts:
             raise ValueError("action_members > 1 needs parallel_parts (the members share one estimator)")
+        norm = {folder_key(d) for d in self.data}
         if self.estimator_data is not None:
-            norm = {str(Path(d).resolve()) for d in self.data}
-            stray = [d for d in self.estimator_data if str(Path(d).resolve()) not in norm]
+            stray = [d for d in self.estimator_data if folder_key(d) not in norm]
             if stray or not self.estimator_data:
                 raise ValueError(f"estimator_data must be a non-empty subset of data; not in data: {stray}")
         if self.data_weights:
-            norm = {str(Path(d).resolve()) for d in self.data}
-            stray = [d for d in self.data_weights if str(Path(d).resolve()) not in norm]
+            stray = [d for d in self.data_weights if folder_key(d) not in norm]
             bad = {d: w for d, w in self.data_weights.items() if not (w > 0 and math.isfinite(w))}
             if stray or bad:
                 raise ValueError(f"data_weights: every key must be one of data and every weight a finite number "
                                  f"> 0; not in data: {stray}, bad weights: {bad}")
         for part in ("action", "estimator") if self.parallel_parts else (self.part,):
             check_part(self.policy, part)
+
+
+def folder_key(path: str | Path) -> str:
+    """One dataset folder however it is spelled (relative, absolute, with ..)."""
+    return str(Path(path).resolve())
 
 
 def resolve_device(name: str) -> torch.device:
@@ -190,10 +194,10 @@ def build_datasets(cfg: TrainConfig) -> tuple[ConcatDataset, ConcatDataset | Non
     # which datasets this part decodes images from: the action part none, the estimator its
     # own (estimator_data), the joint loss all. A dataset recorded without cameras (collect
     # --cameras none) can so feed the action part, which reads state and actions only.
-    own = None if cfg.estimator_data is None else {str(Path(d).resolve()) for d in cfg.estimator_data}
+    own = None if cfg.estimator_data is None else {folder_key(d) for d in cfg.estimator_data}
 
     def estimator_reads(r: DatasetReader) -> bool:
-        return own is None or str(Path(r.root).resolve()) in own
+        return own is None or folder_key(r.root) in own
 
     def reader_of_images(r: DatasetReader) -> str | None:
         if cfg.part == "action":
@@ -277,8 +281,8 @@ def skill_balanced_weights(ds: ConcatDataset) -> torch.Tensor:
 
 def dataset_weights(ds: ConcatDataset, weights: dict[str, float]) -> torch.Tensor:
     """A sampling weight per sample: its dataset's entry in `weights` (by folder), else 1."""
-    by_root = {str(Path(d).resolve()): float(w) for d, w in weights.items()}
-    return torch.cat([torch.full((len(d),), by_root.get(str(Path(d.reader.root).resolve()), 1.0), dtype=torch.double)
+    by_root = {folder_key(d): float(w) for d, w in weights.items()}
+    return torch.cat([torch.full((len(d),), by_root.get(folder_key(d.reader.root), 1.0), dtype=torch.double)
                       for d in ds.datasets])
 
 
