@@ -42,7 +42,7 @@ lerobot-venv $(LEROBOT_VENV): $(LEROBOT_STAMP)
 # cannot be loaded it runs the scripted experts instead and says so.
 DEMO_INSTRUCTION ?= open the drawer and put the red cube inside
 DEMO_SEED ?= 1
-DEMO_POLICY ?= checkpoints/arm7_flow
+DEMO_POLICY ?= checkpoints/arm7_flow_ensemble_chain
 demo: $(STAMP)
 	$(VENV)/bin/embodia run "$(DEMO_INSTRUCTION)" --seed $(DEMO_SEED) --policy $(DEMO_POLICY) \
 		--fallback-expert --video out/demo/run.mp4 --report out/demo/report.html || test $$? -eq 1

@@ -7,7 +7,7 @@ brain + cerebellum + body on the lockstep clock with monitoring (1 retry per ste
 Reports the success rate (Wilson 95%), a per-skill breakdown of executed steps, and how often
 a retry or a replan turned a failing episode into a success.
 
-    python benchmarks/long_horizon.py --policy checkpoints/arm7_flow --episodes 30
+    python benchmarks/long_horizon.py --episodes 30     # default: checkpoints/arm7_flow_ensemble_chain
     python benchmarks/long_horizon.py --policy expert --episodes 5      # smoke check
 """
 
@@ -25,6 +25,7 @@ from embodia.brain.planner import make_planner
 from embodia.brain.refusal import Refusal
 from embodia.eval.machine import machine_info
 from embodia.eval.stats import summarize, wilson_interval
+from embodia.runtime import DEFAULT_AGENT_CHECKPOINT
 from embodia.runtime.agent import make_body, make_cerebellum, run_instruction
 from embodia.runtime.layers import RuntimeConfig
 
@@ -62,7 +63,7 @@ def three_step_instruction(seed: int, brain, embodiment: str) -> str | None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--policy", default="checkpoints/arm7_flow", help="checkpoint folder or 'expert'")
+    ap.add_argument("--policy", default=DEFAULT_AGENT_CHECKPOINT, help="checkpoint folder or 'expert'")
     ap.add_argument("--episodes", type=int, default=30)
     ap.add_argument("--seed-start", type=int, default=1000)
     ap.add_argument("--embodiment", default="arm7")

@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from embodia.runtime import DEFAULT_AGENT_CHECKPOINT
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="embodia: brain, cerebellum, data, body, runtime and serving for robots.")
 err = Console(stderr=True)
@@ -635,7 +637,7 @@ def run(
     instruction: Annotated[str, typer.Argument(help="what the person asks, in plain English")],
     seed: Annotated[int, typer.Option(min=0, help="the seeded scene (as `embodia scene --seed`)")] = 0,
     embodiment: str = "arm7",
-    policy: Annotated[str, typer.Option(help="a checkpoint folder, or 'expert' (the scripted experts)")] = "checkpoints/arm7_flow",
+    policy: Annotated[str, typer.Option(help="a checkpoint folder, or 'expert' (the scripted experts)")] = DEFAULT_AGENT_CHECKPOINT,
     realtime: Annotated[bool, typer.Option("--realtime", help="wall clock; the control loop in its own process")] = False,
     start: Annotated[str, typer.Option(help="the start state to draw (a skill, as in `embodia scene`)")] = "pick",
     control_hz: Annotated[float, typer.Option(min=100, max=1000, help="control layer rate")] = 500.0,

@@ -36,3 +36,18 @@ def test_fallback_to_the_experts_says_so():
     assert "running the scripted experts instead" in r.output
     d = json.loads(r.stdout[r.stdout.index("{"):])
     assert d["policy"] == "expert" and d["notices"]
+
+
+def test_the_default_agent_checkpoint_ships_and_loads():
+    """`embodia run` without --policy (and `make demo`) must find a loadable checkpoint in the repo."""
+    from pathlib import Path
+
+    from embodia.cerebellum.checkpoint import load_checkpoint
+    from embodia.cerebellum.ensemble import PolicyEnsemble
+    from embodia.runtime import DEFAULT_AGENT_CHECKPOINT
+
+    root = Path(__file__).resolve().parents[2]
+    policy = load_checkpoint(root / DEFAULT_AGENT_CHECKPOINT, embodiment="arm7")
+    assert isinstance(policy, PolicyEnsemble) and len(policy.members) == 2
+    makefile = (root / "Makefile").read_text()
+    assert f"DEMO_POLICY ?= {DEFAULT_AGENT_CHECKPOINT}\n" in makefile

@@ -33,8 +33,6 @@ from embodia.runtime.policies import (
     LearnedChunkPolicy,
 )
 
-DEFAULT_CHECKPOINT = "checkpoints/arm7_flow"
-
 
 class Runtime(Protocol):
     mode: str
