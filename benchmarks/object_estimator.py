@@ -26,7 +26,7 @@ from embodia.eval.rollout import ExpertAgent
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--policy", default="checkpoints/arm7_flow")
+    ap.add_argument("--policy", default="checkpoints/arm7_flow_d192_chain", help="one checkpoint (not an ensemble)")
     ap.add_argument("--episodes", type=int, default=10, help="per skill")
     ap.add_argument("--every", type=int, default=4, help="sample one frame in this many")
     ap.add_argument("--seed-start", type=int, default=10000)

@@ -11,7 +11,7 @@ idle. Reported per run: each layer's achieved rate, wake-up jitter p50/p99/max, 
 misses (a tick that finished after the next was due), inference latency, and whether the
 targets hold (control p99 jitter < 0.5 ms, misses < 0.1%).
 
-    python benchmarks/runtime_rates.py                       # checkpoints/arm7_flow, 500 Hz and 1 kHz
+    python benchmarks/runtime_rates.py                       # checkpoints/arm7_flow_ensemble_chain, 500 Hz and 1 kHz
     python benchmarks/runtime_rates.py --policy expert --seconds 5
 """
 
@@ -129,7 +129,7 @@ def busy_processes() -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--policy", default="checkpoints/arm7_flow", help="checkpoint folder, 'expert' or 'random'")
+    ap.add_argument("--policy", default="checkpoints/arm7_flow_ensemble_chain", help="checkpoint folder, 'expert' or 'random'")
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--rates", default="500,1000")
     ap.add_argument("--loads", default="policy,saturated")

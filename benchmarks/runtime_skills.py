@@ -5,7 +5,7 @@ on the same seeded starts, run two ways, printed as JSON:
 - `runtime`: the lockstep runtime (500 Hz control, setpoint interpolation, safety filter,
   asynchronous chunks, RTC for the flow head), for each of the `--variants`.
 
-    python benchmarks/runtime_skills.py --policy checkpoints/arm7_flow --episodes 20
+    python benchmarks/runtime_skills.py --policy checkpoints/arm7_flow_ensemble_chain --episodes 20
     python benchmarks/runtime_skills.py --policy expert --episodes 10
 """
 
@@ -38,7 +38,7 @@ VARIANTS = {
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--policy", default="checkpoints/arm7_flow")
+    ap.add_argument("--policy", default="checkpoints/arm7_flow_ensemble_chain")
     ap.add_argument("--episodes", type=int, default=20)
     ap.add_argument("--seed-start", type=int, default=10_000)
     ap.add_argument("--skills", default=",".join(SKILLS))

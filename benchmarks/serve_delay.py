@@ -1,6 +1,6 @@
 """Task success versus added round-trip delay, through the network impairment layer, printed as JSON.
 
-The shipped checkpoint (`checkpoints/arm7_flow`, 1 torch thread) is served by an in-process
+The shipped checkpoint (`checkpoints/arm7_flow_ensemble_chain`, 1 torch thread) is served by an in-process
 `PolicyServer` on loopback; an `ImpairedLink` proxy in front of it adds a one-way delay of d/2
 in each direction (round trip d). The robot side is the real-time client the serving layer
 ships: `RemoteCerebellum` (asynchronous chunk requests, latency compensation that skips actions
@@ -133,7 +133,7 @@ def summarize_cell(eps: list[dict]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "arm7_flow"))
+    ap.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "arm7_flow_ensemble_chain"))
     ap.add_argument("--delays-ms", default="0,50,100,200", help="added round trip")
     ap.add_argument("--skills", default="close_drawer,place")
     ap.add_argument("--episodes", type=int, default=20)

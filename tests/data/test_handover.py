@@ -142,10 +142,10 @@ def test_recover_from_refuses_what_it_cannot_do(tmp_path):
     with pytest.raises(ValueError, match="not a checkpoint"):
         CollectConfig(out=tmp_path / "a", skill="pick", recover_from=str(tmp_path))
     with pytest.raises(ValueError, match="built for"):
-        CollectConfig(out=tmp_path / "b", skill="place", recover_from="checkpoints/arm7_flow")
+        CollectConfig(out=tmp_path / "b", skill="place", recover_from="checkpoints/arm7_flow_d192_chain")
     with pytest.raises(ValueError, match="drop perturb/slip"):
-        CollectConfig(out=tmp_path / "c", skill="pick", slip=0.5, recover_from="checkpoints/arm7_flow")
-    CollectConfig(out=tmp_path / "e", task="drawer_store", recover_from="checkpoints/arm7_flow")
+        CollectConfig(out=tmp_path / "c", skill="pick", slip=0.5, recover_from="checkpoints/arm7_flow_d192_chain")
+    CollectConfig(out=tmp_path / "e", task="drawer_store", recover_from="checkpoints/arm7_flow_d192_chain")
     assert not (tmp_path / "a").exists()
 
 
@@ -196,7 +196,7 @@ def _collect_from_policy(out, **kw):
     """Two episodes recorded after the shipped checkpoint acted; (report, reader)."""
     from embodia.data.reader import DatasetReader
 
-    report = collect(CollectConfig(out=out, episodes=2, batch=2, recover_from="checkpoints/arm7_flow", **kw))
+    report = collect(CollectConfig(out=out, episodes=2, batch=2, recover_from="checkpoints/arm7_flow_d192_chain", **kw))
     assert report.recorded == 2
     return report, DatasetReader(out)
 
