@@ -147,3 +147,33 @@ def test_validate_names_corrupt_and_missing_files(tmp_path):
     (tmp_path / "data/chunk-000/file-000.parquet").unlink()
     rep = validate_dataset(tmp_path)
     assert any("missing dataset file" in p and "file-000.parquet" in p for p in rep.problems)
+
+
+def test_reopening_deletes_only_what_the_writer_wrote(tmp_path):
+    """A finished dataset reopened (a resumed collect) keeps a user's files under data/ and
+    videos/, and never walks into a folder linked out of the dataset root."""
+    rng = np.random.default_rng(8)
+    root, elsewhere = tmp_path / "ds", tmp_path / "elsewhere"
+    w = _writer(root)
+    w.stage(_episode(rng), "a")
+    w.consolidate()
+    notes = root / "data" / "notes.txt"
+    notes.write_text("mine")
+    mine = root / "videos" / "observation.images.front" / "chunk-000" / "clip.mp4"
+    mine.write_bytes(b"user clip")
+    # the user moves videos/ to another disk and links it back
+    shutil.move(root / "videos", elsewhere)
+    (root / "videos").symlink_to(elsewhere, target_is_directory=True)
+    (elsewhere / "unrelated.bin").write_bytes(b"x")
+    stray = elsewhere / "observation.images.front" / "chunk-000" / "file-001.mp4"
+    stray.write_bytes(b"another dataset's file")
+    _writer(root)  # reopen: recover() runs
+    assert notes.read_text() == "mine"
+    assert (elsewhere / "unrelated.bin").exists() and (elsewhere / "observation.images.front/chunk-000/clip.mp4").exists()
+    assert stray.read_bytes() == b"another dataset's file"  # not deleted through the link ...
+    w2 = _writer(root)
+    w2.stage(_episode(rng), "b")
+    with pytest.raises(FileExistsError, match="file-001.mp4"):
+        w2.consolidate()  # ... nor overwritten
+    assert stray.read_bytes() == b"another dataset's file"
+    assert DatasetMeta.load(root).num_episodes == 1

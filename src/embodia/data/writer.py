@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,9 @@ from embodia.data.stats import StreamingStats, image_channel_stats, merge_image_
 from embodia.data.video import encode_mp4
 
 STAGING = ".staging"
+# temp names of `tmp_path_for` / `atomic_write_bytes` / `encode_mp4` (`.<name>.tmp-<pid>`)
+_OWN_TMP = re.compile(r"^\.(file-\d{3}\.(parquet|mp4)|info\.json|stats\.json|tasks\.parquet)\.tmp-\d+$")
+_CHUNK_DIR = re.compile(r"^chunk-\d{3}$")
 
 
 @dataclass
@@ -128,28 +132,56 @@ class DatasetWriter:
 
     # ------------------------------------------------------------------ recovery
     def recover(self) -> None:
-        """Finish or roll back an interrupted consolidation (see the module docstring)."""
+        """Finish or roll back an interrupted consolidation (see the module docstring).
+
+        Only files this writer would have written are removed: the data and video files at
+        the next file index (an uncommitted consolidation) and this writer's temp names. Why:
+        a user's own file under `data/` or `videos/` is not the dataset's to delete, and a
+        folder linked out of the dataset root is never walked into.
+        """
         meta = DatasetMeta.load(self.root)
-        referenced: set[Path] = set()
-        for row in meta.episodes.to_pylist():
-            if "data/chunk_index" not in row:
-                continue
-            referenced.add(meta.data_file(row["data/chunk_index"], row["data/file_index"]))
-            for k in self.video_keys:
-                referenced.add(meta.video_file(k, row[f"videos/{k}/chunk_index"], row[f"videos/{k}/file_index"]))
-        for folder in ("data", "videos"):
-            for f in (self.root / folder).rglob("*"):
-                if f.is_file() and (f not in referenced or f.name.startswith(".")):
-                    f.unlink()  # written by a consolidation that never committed
-        for f in (self.root / "meta").rglob(".*tmp-*"):
-            f.unlink()
+        chunk, fidx = chunk_file(self._next_file_index(meta))
+        orphans = [self.root / DATA_PATH.format(chunk_index=chunk, file_index=fidx)]
+        orphans += [self.root / VIDEO_PATH.format(video_key=k, chunk_index=chunk, file_index=fidx)
+                    for k in self.video_keys]
+        for f in orphans:
+            if self._inside(f) and f.is_file() and not f.is_symlink():
+                f.unlink()  # written by a consolidation that never committed
+        for folder in self._own_folders():
+            for f in folder.iterdir():
+                if _OWN_TMP.match(f.name) and f.is_file() and not f.is_symlink():
+                    f.unlink()
         done = {k for k in meta.column("embodia_key", None) if k}
-        for p in self.staging.glob(".tmp-*") if self.staging.exists() else []:
-            shutil.rmtree(p)  # an episode that was in flight
-        for p in self.staged():
-            if p.name in done:
-                shutil.rmtree(p)  # committed, staging not yet cleaned
+        if self._inside(self.staging) and self.staging.is_dir():
+            for p in self.staging.glob(".tmp-*"):
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p)  # an episode that was in flight
+            for p in self.staged():
+                if p.name in done and not p.is_symlink():
+                    shutil.rmtree(p)  # committed, staging not yet cleaned
         self._write_derived(meta)
+
+    def _inside(self, path: Path) -> bool:
+        """Whether `path` lies under the dataset root with no symlink on the way to it."""
+        try:
+            rel = path.relative_to(self.root)
+        except ValueError:
+            return False
+        p = self.root
+        for part in rel.parts:
+            p = p / part
+            if p.is_symlink():
+                return False
+        return True
+
+    def _own_folders(self) -> list[Path]:
+        """The folders this writer writes temp files into (never through a symlink)."""
+        out = [self.root / "meta"]
+        for base in [self.root / "data", self.root / "meta" / "episodes",
+                     *(self.root / "videos" / k for k in self.video_keys)]:
+            if self._inside(base) and base.is_dir():
+                out += [d for d in base.iterdir() if _CHUNK_DIR.match(d.name)]
+        return [d for d in out if self._inside(d) and d.is_dir()]
 
     # --------------------------------------------------------------- consolidate
     def consolidate(self) -> int:
@@ -163,6 +195,13 @@ class DatasetWriter:
         n_file = self._next_file_index(meta)
         chunk, fidx = chunk_file(n_file)
         tasks = list(meta.tasks)
+        targets = [self.root / DATA_PATH.format(chunk_index=chunk, file_index=fidx)]
+        targets += [self.root / VIDEO_PATH.format(video_key=k, chunk_index=chunk, file_index=fidx)
+                    for k in self.video_keys]
+        clash = [str(t) for t in targets if t.exists() or t.is_symlink()]
+        if clash:  # recover() removed our own orphans: these are someone else's
+            raise FileExistsError(f"{self.root}: refusing to overwrite {clash}, which this dataset does "
+                                  "not list (a folder linked out of the dataset?)")
         episodes = []
         for p in staged:
             m = json.loads((p / "meta.json").read_text())
