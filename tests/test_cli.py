@@ -41,3 +41,40 @@ def test_demo_writes_video(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["success"] and summary["steps_completed"] == 4
     assert (tmp_path / "drawer_store_seed7.mp4").stat().st_size > 1000
+
+
+def _one_line_error(r, field: str) -> None:
+    """Exit 2 and the message names the field, with no traceback."""
+    assert r.exit_code == 2, r.output
+    assert field in r.output and "Traceback" not in r.output, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+
+
+def test_eval_rejects_an_unknown_instruction_split():
+    r = runner.invoke(app, ["eval", "--instructions", "foo", "--episodes", "1"])
+    _one_line_error(r, "--instructions")
+    assert len(r.output.strip().splitlines()) == 1
+
+
+def test_eval_rejects_skill_and_task_together():
+    r = runner.invoke(app, ["eval", "--skill", "pick", "--task", "drawer_store", "--episodes", "1"])
+    _one_line_error(r, "--task")
+
+
+def test_eval_rejects_bad_numbers_and_names():
+    for args, field in ((["--episodes", "-1"], "--episodes"), (["--seed-start", "-1"], "--seed-start"),
+                        (["--n-action-steps", "0"], "--n-action-steps"),
+                        (["--embodiment", "foo"], "embodiment"), (["--arm", "foo"], "arm")):
+        _one_line_error(runner.invoke(app, ["eval", "--episodes", "1", *args]), field)
+
+
+def test_plan_scene_and_demo_reject_a_negative_seed():
+    for cmd in (["plan", "pick up the red cube"], ["scene"], ["demo"]):
+        _one_line_error(runner.invoke(app, [*cmd, "--seed", "-1"]), "--seed")
+
+
+def test_scene_and_plan_reject_unknown_names():
+    _one_line_error(runner.invoke(app, ["scene", "--skill", "juggle"]), "unknown skill")
+    _one_line_error(runner.invoke(app, ["scene", "--embodiment", "foo"]), "unknown embodiment")
+    _one_line_error(runner.invoke(app, ["plan", "pick up the red cube", "--skill", "juggle"]), "unknown skill")
+    _one_line_error(runner.invoke(app, ["demo", "--task", "juggle"]), "unknown task")

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -22,8 +23,12 @@ out = Console()
 
 
 def _fail(msg: str) -> None:
-    err.print(f"[bold red]error:[/] {msg}")
+    """One line on stderr (not wrapped, not read as markup: messages quote lists) and exit 2."""
+    err.print(f"[bold red]error:[/] {escape(msg)}", soft_wrap=True)
     raise typer.Exit(2)
+
+
+INSTRUCTION_SPLITS = ("train", "heldout", "all")  # TabletopEnv's instruction_split values
 
 
 def camera_names(text: str | None) -> tuple[str, ...] | None:
@@ -50,7 +55,7 @@ def eval_cmd(
     instructions: Annotated[str, typer.Option(help="train | heldout | all paraphrases")] = "train",
     video: Annotated[Path | None, typer.Option(help="save one mp4 per episode here")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON to stdout")] = False,
-    n_action_steps: Annotated[int | None, typer.Option(help="learned policy: actions per chunk")] = None,
+    n_action_steps: Annotated[int | None, typer.Option(min=1, help="learned policy: actions per chunk")] = None,
     flow_temperature: Annotated[float | None, typer.Option(
         min=0.0, help="learned flow policy: scale of the sampling noise (default: the checkpoint's)")] = None,
     privileged_state: Annotated[bool, typer.Option(
@@ -72,6 +77,11 @@ def eval_cmd(
     from embodia.body.tasks import get_task
     from embodia.eval.rollout import ExpertAgent, PolicyAgent, evaluate
 
+    # Checked before any checkpoint loads or episode starts, so a typo costs one line, not a traceback.
+    if instructions not in INSTRUCTION_SPLITS:
+        _fail(f"--instructions must be one of {', '.join(INSTRUCTION_SPLITS)}, got {instructions!r}")
+    if task is not None and skill is not None:
+        _fail("give either --skill or --task, not both")
     agent_factory, cameras, image_size = ExpertAgent, (), 96
     if policy != "expert":
         from embodia.cerebellum.checkpoint import load_checkpoint
@@ -153,7 +163,7 @@ def eval_cmd(
 @app.command()
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="where the video and summary go")] = Path("out/demo"),
-    seed: int = 7,
+    seed: Annotated[int, typer.Option(min=0)] = 7,
     task: str = "drawer_store",
     embodiment: str = "arm7",
 ) -> None:
@@ -548,7 +558,7 @@ def embodiments(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
 
 @app.command()
 def scene(
-    seed: int = 0,
+    seed: Annotated[int, typer.Option(min=0, help="the seeded reset (gymnasium seeds are >= 0)")] = 0,
     skill: str = "pick",
     embodiment: str = "arm7",
     as_json: Annotated[bool, typer.Option("--json")] = False,
@@ -579,7 +589,7 @@ def _seeded_scene(embodiment: str, skill: str, seed: int):
 @app.command()
 def plan(
     instruction: Annotated[str, typer.Argument(help="what the person asks, in plain English")],
-    seed: int = 0,
+    seed: Annotated[int, typer.Option(min=0, help="the seeded scene (as `embodia scene --seed`)")] = 0,
     planner: Annotated[str, typer.Option(help="symbolic (offline) | llm")] = "symbolic",
     embodiment: str = "arm7",
     arm: Annotated[str | None, typer.Option(help="preferred arm (humanoid: left | right)")] = None,
