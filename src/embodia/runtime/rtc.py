@@ -13,7 +13,7 @@ actions and bends smoothly into the policy's fresh plan instead of jumping at th
 The runtime uses the hard part only (`LearnedChunkPolicy(rtc_soft=False)`, the default):
 the soft pull ties the new chunk to a plan made 0.8 s earlier from an older observation, and
 measured, it costs the learned skills their corrections (benchmarks/long_horizon.py with
-checkpoints/arm7_flow v4: 0/30 with the soft pull, 6/30 without; open_drawer succeeded on
+the v4 checkpoint: 0/30 with the soft pull, 6/30 without; open_drawer succeeded on
 7 of 19 first tries against 14 of 19; docs/results.md).
 
 Written against the cerebellum's public pieces (`policy.prefix`, `head.memory_kv`,
