@@ -1,9 +1,19 @@
 import msgpack
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from openpi_client import msgpack_numpy as openpi
 
-from embodia.serve.codec import Codec, DecodeError, packb, unpackb
+from embodia.serve.codec import (
+    ALLOWED_DTYPES,
+    BudgetExceeded,
+    Codec,
+    DecodeError,
+    DecodeLimits,
+    packb,
+    unpackb,
+)
 
 SAMPLES = [
     np.arange(12, dtype=np.float32).reshape(3, 4),
@@ -36,6 +46,13 @@ def _array_map(dtype, shape, data):
     (_array_map("<U2", [1], b"\0" * 8), "not allowed"),
     (_array_map("<c8", [1], b"\0" * 8), "not allowed"),
     (_array_map("nonsense", [1], b"\0" * 8), "dtype"),
+    (_array_map(",0=", [1], b"\0" * 8), "array dtype ',0=' is not allowed"),  # np.dtype() raises SyntaxError
+    (_array_map("(2,)f4", [1], b"\0" * 8), "not allowed"),  # a subarray dtype
+    (_array_map("f4,f4", [1], b"\0" * 8), "not allowed"),  # a structured dtype
+    (_array_map("float32", [2], b"\0" * 8), "not allowed"),  # only what dtype.str writes
+    (_array_map("<M8[s]", [1], b"\0" * 8), "not allowed"),
+    (_array_map(7, [1], b"\0" * 8), "dtype must be a string"),
+    (msgpack.packb({b"__npgeneric__": True, b"data": 1, b"dtype": ",0="}), "not allowed"),
     (_array_map("<f4", [3], b"\0" * 8), "needs 12 bytes, got 8"),
     (_array_map("<f4", [-2], b"\0" * 8), "shape"),
     (_array_map("<f4", "2", b"\0" * 8), "shape"),
@@ -52,3 +69,51 @@ def test_hostile_messages_are_refused_without_building_objects(raw, match):
 def test_refuses_to_pack_object_arrays():
     with pytest.raises(ValueError, match="Unsupported dtype"):
         packb({"x": np.array([object()])})
+
+
+def test_every_dtype_openpi_sends_for_numbers_is_allowed():
+    for t in ("?", "u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8", "f2", "f4", "f8"):
+        for order in "<>":
+            arr = np.arange(3).astype(np.dtype(t).newbyteorder(order))
+            assert arr.dtype.str in ALLOWED_DTYPES
+            np.testing.assert_array_equal(unpackb(openpi.packb({"x": arr}))["x"], arr)
+
+
+@pytest.mark.parametrize("raw, match", [
+    (msgpack.packb([{}] * 20_000), "more than 10000 items"),
+    (msgpack.packb({"a": [[0] * 100] * 200}), "more than 10000 items"),
+    (b"\xdd\xff\xff\xff\xff" + b"\x80" * 50_000, "more than 10000 items"),  # a count it cannot back
+    (b"\x91" * 40 + b"\xc0", "deeper than 32 levels"),
+    (b"\xc4\x10" + b"\0" * 16, "exceeds the limit of 8 bytes"),
+])
+def test_messages_past_the_structure_budget_are_refused_before_decoding(raw, match):
+    limits = DecodeLimits(max_bytes=8) if "limit of 8" in match else DecodeLimits()
+    with pytest.raises(BudgetExceeded, match=match):
+        unpackb(raw, limits)
+
+
+def test_a_4_mib_message_of_empty_maps_is_refused_in_milliseconds():
+    import time
+
+    n = 4 * 2**20 - 5
+    raw = b"\xdd" + n.to_bytes(4, "big") + b"\x80" * n  # valid msgpack: a list of n empty maps
+    t0 = time.perf_counter()
+    with pytest.raises(BudgetExceeded):
+        unpackb(raw)
+    assert time.perf_counter() - t0 < 0.25  # the walk stops at the budget (msgpack alone takes seconds)
+
+
+values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False) | st.text(max_size=300)
+    | st.binary(max_size=70_000),
+    lambda kids: st.lists(kids, max_size=20) | st.dictionaries(st.text(max_size=20), kids, max_size=20),
+    max_leaves=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(v=values)
+def test_the_budget_walk_accepts_every_valid_message_msgpack_accepts(v):
+    raw = msgpack.packb(v)
+    assert unpackb(raw) == msgpack.unpackb(raw)
+    with pytest.raises(DecodeError):
+        unpackb(raw[:-1])

@@ -10,18 +10,46 @@ from the network is ever unpickled or reinterpreted as objects.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 import numpy as np
 
-# bool, signed/unsigned int, float: what observations and actions are made of.
-ALLOWED_KINDS = frozenset("biuf")
+# Exactly the dtype strings numpy's `dtype.str` gives (what openpi-client's msgpack_numpy
+# sends) for bool, signed/unsigned int and float, both byte orders. A peer's string is looked up
+# here and never handed to `np.dtype`, whose parser accepts far more (and raises SyntaxError on
+# some inputs).
+ALLOWED_DTYPES: dict[str, np.dtype] = {
+    np.dtype(t).newbyteorder(o).str: np.dtype(t).newbyteorder(o)
+    for t in ("?", "u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8", "f2", "f4", "f8")
+    for o in "<>"
+}
+ALLOWED_DTYPE_NAMES = "bool, uint8-64, int8-64, float16/32/64"
 MAX_DIMS = 8
 
 
 class DecodeError(ValueError):
     """A message that is not valid msgpack or holds an array we refuse to build."""
+
+
+class BudgetExceeded(DecodeError):
+    """A message whose structure (nesting, item count, size) is past the decoder's budget."""
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """The structure budget of one message, checked before anything is built: a valid
+    observation has a few dozen items and depth 3, so these are generous for robots and small
+    enough that a hostile message (millions of empty maps) costs milliseconds, not seconds."""
+
+    max_bytes: int = 4 * 2**20
+    max_depth: int = 32  # nested maps/arrays
+    max_items: int = 10_000  # every msgpack object (map keys and values, list elements) counts
+
+    def __post_init__(self) -> None:
+        if min(self.max_bytes, self.max_depth, self.max_items) < 1:
+            raise ValueError(f"invalid decode limits {self}")
 
 
 def _pack_default(obj: Any) -> Any:
@@ -38,15 +66,76 @@ def _pack_default(obj: Any) -> Any:
 def _dtype(raw: Any) -> np.dtype:
     if isinstance(raw, bytes):
         raw = raw.decode("ascii", "replace")
-    if not isinstance(raw, str) or len(raw) > 8:
-        raise DecodeError(f"array dtype must be a short string, got {raw!r:.40}")
-    try:
-        dt = np.dtype(raw)
-    except TypeError:
-        raise DecodeError(f"unknown array dtype {raw!r}") from None
-    if dt.kind not in ALLOWED_KINDS or dt.fields is not None or dt.subdtype is not None:
-        raise DecodeError(f"array dtype {raw!r} is not allowed (bool, int, uint, float only)")
+    if not isinstance(raw, str):
+        raise DecodeError(f"array dtype must be a string, got {type(raw).__name__}")
+    dt = ALLOWED_DTYPES.get(raw)
+    if dt is None:
+        raise DecodeError(f"array dtype {raw[:40]!r} is not allowed ({ALLOWED_DTYPE_NAMES} only)")
     return dt
+
+
+# msgpack type bytes -> payload bytes that follow (fixed-size scalars and fixext, type byte
+# included) or (length-field bytes, extra bytes) for str/bin/ext.
+_FIXED = {0xca: 4, 0xcb: 8, 0xcc: 1, 0xcd: 2, 0xce: 4, 0xcf: 8, 0xd0: 1, 0xd1: 2, 0xd2: 4,
+          0xd3: 8, 0xd4: 2, 0xd5: 3, 0xd6: 5, 0xd7: 9, 0xd8: 17}
+_SIZED = {0xc4: (1, 0), 0xc5: (2, 0), 0xc6: (4, 0), 0xc7: (1, 1), 0xc8: (2, 1), 0xc9: (4, 1),
+          0xd9: (1, 0), 0xda: (2, 0), 0xdb: (4, 0)}
+# array16/32, map16/32 -> (count-field bytes, children per count)
+_CONTAINERS = {0xdc: (2, 1), 0xdd: (4, 1), 0xde: (2, 2), 0xdf: (4, 2)}
+
+
+def check_structure(data: bytes, limits: DecodeLimits) -> None:
+    """Walk the msgpack headers (skipping str/bin payloads) and refuse a message past the
+    budget before msgpack builds anything: the walk stops after `max_items` objects, so its
+    cost is bounded however the message is made."""
+    if len(data) > limits.max_bytes:
+        raise BudgetExceeded(f"message of {len(data)} bytes exceeds the limit of {limits.max_bytes} bytes")
+    n, pos, items, remaining = len(data), 0, 0, 1
+    stack: list[int] = []  # objects still due in each enclosing container
+    max_items, max_depth = limits.max_items, limits.max_depth
+    while True:
+        if remaining == 0:
+            if not stack:
+                break
+            remaining = stack.pop()
+            continue
+        if pos >= n:
+            raise DecodeError("malformed msgpack (truncated)")
+        b = data[pos]
+        pos += 1
+        remaining -= 1
+        items += 1
+        if items > max_items:
+            raise BudgetExceeded(f"message has more than {max_items} items (maps, lists and values)")
+        children = 0
+        if b <= 0x7f or b >= 0xe0 or b in (0xc0, 0xc2, 0xc3):
+            pass
+        elif b <= 0x8f:
+            children = 2 * (b & 0x0f)
+        elif b <= 0x9f:
+            children = b & 0x0f
+        elif b <= 0xbf:
+            pos += b & 0x1f
+        elif b in _FIXED:
+            pos += _FIXED[b]
+        elif b in _SIZED:
+            k, extra = _SIZED[b]
+            pos += k + extra + int.from_bytes(data[pos:pos + k], "big")
+        elif b in _CONTAINERS:
+            k, per = _CONTAINERS[b]
+            children = per * int.from_bytes(data[pos:pos + k], "big")
+            pos += k
+        else:  # 0xc1, never used
+            raise DecodeError("malformed msgpack (invalid type byte)")
+        if children:
+            if len(stack) >= max_depth:
+                raise BudgetExceeded(f"message nests deeper than {max_depth} levels")
+            stack.append(remaining)
+            remaining = children
+    if pos > n:
+        raise DecodeError("malformed msgpack (truncated)")
+    if pos < n:
+        raise DecodeError("malformed msgpack (trailing bytes)")
 
 
 def _unpack_hook(obj: dict) -> Any:
@@ -91,8 +180,10 @@ def packb(obj: Any) -> bytes:
     return msgpack.packb(obj, default=_pack_default)
 
 
-def unpackb(data: bytes) -> Any:
-    """Decode one message; every failure is a DecodeError with a short reason."""
+def unpackb(data: bytes, limits: DecodeLimits | None = None) -> Any:
+    """Decode one message within `limits`; every failure is a DecodeError with a short
+    reason (BudgetExceeded for a message past the budget)."""
+    check_structure(data, limits or DecodeLimits())
     try:
         return msgpack.unpackb(data, object_hook=_unpack_hook)
     except DecodeError:
