@@ -38,8 +38,11 @@ def test_valid_observation_and_aliases():
 @pytest.mark.parametrize("obj, kind, match", [
     ([1, 2], "bad_observation", "must be a map"),
     ({1: 2}, "bad_observation", "keys must be strings"),
-    (_with(observation__images__side=np.zeros((32, 32, 3), np.uint8)), "bad_observation", "unknown observation keys"),
     (_with(observation__images__wrist=None), "bad_observation", "missing \\['observation.images.wrist'\\]"),
+    (_with(observation__images__wrist=None, observation__images__wirst=np.zeros((32, 32, 3), np.uint8)),
+     "bad_observation", "missing .*does not read: \\['observation.images.wirst'\\]"),
+    (_with(observation__state=np.full(15, 1e300)), "bad_observation", r"'observation.state'\[0\] = 1e\+300 is outside the float32 range"),
+    (_with(observation__state=np.r_[np.zeros(14), -1e39]), "bad_observation", r"'observation.state'\[14\] .* float32 range"),
     (_with(observation__state=np.zeros(14, np.float32)), "bad_observation", r"shape \(15,\), got \(14,\)"),
     (_with(observation__state=np.zeros(15, np.int32)), "bad_observation", "dtype int32"),
     (_with(observation__state=[0.0] * 15), "bad_observation", "numpy array, got list"),
@@ -56,6 +59,30 @@ def test_bad_observations_name_the_problem(obj, kind, match):
     assert e.value.kind == kind
     again = RequestError.from_frame(e.value.frame())
     assert (again.kind, again.message) == (kind, e.value.message)
+
+
+def test_extra_keys_are_ignored_and_listed():
+    """A robot (or TabletopEnv) may send more than the policy reads: it is served, and the
+    keys it sent in vain are reported so the server can list them."""
+    obs = _with(observation__environment_state=np.zeros(40), observation__images__side=np.zeros((8, 8, 3), np.uint8))
+    obs["joint_torques"] = [0.0] * 7
+    checked = validate_observation(obs, SPEC)
+    assert checked.ignored == ("joint_torques", "observation.environment_state", "observation.images.side")
+    assert checked.env_state is None and set(checked.images) == set(SPEC.image_keys)
+
+
+def test_a_privileged_policy_requires_the_environment_state():
+    import dataclasses
+
+    cfg = dataclasses.replace(CFG, env_state_dim=6, env_state_input="privileged")
+    spec = spec_from_config(cfg)
+    with pytest.raises(RequestError, match="missing \\['observation.environment_state'\\]"):
+        validate_observation(make_obs(cfg), spec)
+    ok = validate_observation(_with(observation__environment_state=np.arange(6.0)), spec)
+    assert ok.env_state.dtype == np.float32 and ok.ignored == ()
+    assert make_metadata(cfg, 1024).to_dict()["observation"]["env_state_dim"] == 6
+    with pytest.raises(RequestError, match="'observation.environment_state'.*float32 range"):
+        validate_observation(_with(observation__environment_state=np.full(6, 1e300)), spec)
 
 
 def test_metadata_names_embodiment_action_space_chunk_and_rates():

@@ -17,6 +17,7 @@ import numpy as np
 
 PROTOCOL_VERSION = 1
 STATE = "observation.state"
+ENV_STATE = "observation.environment_state"  # where every object is: an input of privileged policies only
 IMAGE_PREFIX = "observation.images."
 # openpi examples send the instruction as "prompt"; LeRobot datasets call it "task".
 TASK_KEYS = ("task", "prompt")
@@ -56,6 +57,7 @@ class ObservationSpec:
     image_size: int
     state_dim: int
     max_task_chars: int = 1000
+    env_state_dim: int = 0  # > 0: the policy reads ENV_STATE (a privileged policy), so it is required
 
     @property
     def image_keys(self) -> tuple[str, ...]:
@@ -63,7 +65,10 @@ class ObservationSpec:
 
     @property
     def allowed_keys(self) -> frozenset[str]:
-        return frozenset((STATE, "embodiment", *TASK_KEYS, *self.image_keys))
+        """Keys the policy reads; any other string key is ignored (a robot or a simulator such
+        as TabletopEnv may send more than this policy needs)."""
+        extra = (ENV_STATE,) if self.env_state_dim else ()
+        return frozenset((STATE, "embodiment", *TASK_KEYS, *self.image_keys, *extra))
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,8 @@ class Observation:
     state: np.ndarray  # float32 [S], finite
     images: dict[str, np.ndarray]  # key -> uint8 [H, W, 3]
     task: str
+    env_state: np.ndarray | None = None  # float32 [E], finite; only when the spec asks for it
+    ignored: tuple[str, ...] = ()  # keys the message carried that the policy does not read
 
 
 def _bad(msg: str) -> RequestError:
@@ -87,12 +94,12 @@ def validate_observation(obj: Any, spec: ObservationSpec) -> Observation:
     bad_keys = [k for k in obj if not isinstance(k, str)]
     if bad_keys:
         raise _bad(f"observation keys must be strings, got {bad_keys[0]!r:.60}")
-    unknown = sorted(set(obj) - spec.allowed_keys)
-    if unknown:
-        raise _bad(f"unknown observation keys {unknown[:5]}; expected {sorted(spec.allowed_keys)}")
-    missing = [k for k in (STATE, *spec.image_keys) if k not in obj]
+    ignored = tuple(sorted(set(obj) - spec.allowed_keys))
+    required = (STATE, *spec.image_keys, *((ENV_STATE,) if spec.env_state_dim else ()))
+    missing = [k for k in required if k not in obj]
     if missing:
-        raise _bad(f"observation is missing {missing}")
+        also = f"; it has keys this policy does not read: {[k[:60] for k in ignored[:5]]}" if ignored else ""
+        raise _bad(f"observation is missing {missing}{also}")
     emb = obj.get("embodiment")
     if emb is not None:
         if not isinstance(emb, str):
@@ -106,15 +113,8 @@ def validate_observation(obj: Any, spec: ObservationSpec) -> Observation:
     if len(task) > spec.max_task_chars:
         raise _bad(f"'task' has {len(task)} characters, at most {spec.max_task_chars} allowed")
 
-    state = obj[STATE]
-    if not isinstance(state, np.ndarray):
-        raise _bad(f"{STATE!r} must be a numpy array, got {type(state).__name__}")
-    if state.dtype.kind != "f":
-        raise _bad(f"{STATE!r} must be float32 (or another float), got dtype {state.dtype}")
-    if state.shape != (spec.state_dim,):
-        raise _bad(f"{STATE!r} must have shape ({spec.state_dim},), got {state.shape}")
-    if not np.isfinite(state).all():
-        raise _bad(f"{STATE!r} contains NaN or inf")
+    state = _float_vector(obj, STATE, spec.state_dim)
+    env_state = _float_vector(obj, ENV_STATE, spec.env_state_dim) if spec.env_state_dim else None
     images = {}
     want = (spec.image_size, spec.image_size, 3)
     for k in spec.image_keys:
@@ -126,7 +126,27 @@ def validate_observation(obj: Any, spec: ObservationSpec) -> Observation:
         if img.shape != want:
             raise _bad(f"{k!r} must have shape {want} (H, W, 3), got {img.shape}")
         images[k] = img
-    return Observation(state.astype(np.float32, copy=False), images, task)
+    return Observation(state, images, task, env_state, ignored)
+
+
+def _float_vector(obj: dict, key: str, dim: int) -> np.ndarray:
+    """A float array of shape (dim,) as float32, checked *after* the cast: a float64 1e300 is
+    finite but becomes inf in float32, and the policy computes in float32."""
+    x = obj[key]
+    if not isinstance(x, np.ndarray):
+        raise _bad(f"{key!r} must be a numpy array, got {type(x).__name__}")
+    if x.dtype.kind != "f":
+        raise _bad(f"{key!r} must be float32 (or another float), got dtype {x.dtype}")
+    if x.shape != (dim,):
+        raise _bad(f"{key!r} must have shape ({dim},), got {x.shape}")
+    if not np.isfinite(x).all():
+        raise _bad(f"{key!r} contains NaN or inf")
+    with np.errstate(over="ignore"):
+        x32 = x.astype(np.float32)  # a fresh, aligned, native-order copy
+    if not np.isfinite(x32).all():
+        i = int(np.flatnonzero(~np.isfinite(x32))[0])
+        raise _bad(f"{key!r}[{i}] = {float(x[i]):.3g} is outside the float32 range (|x| <= 3.4e38)")
+    return x32
 
 
 @dataclass(frozen=True)
@@ -168,6 +188,9 @@ def make_metadata(cfg: Any, max_message_bytes: int) -> Metadata:
            "image_shape": [cfg.image_size, cfg.image_size, 3], "image_dtype": "uint8",
            "state_key": STATE, "state_dim": cfg.state_dim, "state_dtype": "float32",
            "task_keys": list(TASK_KEYS)}
+    env_dim = spec_from_config(cfg).env_state_dim
+    if env_dim:
+        obs |= {"env_state_key": ENV_STATE, "env_state_dim": env_dim, "env_state_dtype": "float32"}
     return Metadata(embodiment=cfg.embodiment, action_space=space, action_dim=cfg.action_dim,
                     chunk_length=cfg.horizon, n_action_steps=cfg.n_action_steps,
                     control_rate_hz=float(cfg.control_rate_hz), observation=obs,
@@ -175,4 +198,6 @@ def make_metadata(cfg: Any, max_message_bytes: int) -> Metadata:
 
 
 def spec_from_config(cfg: Any) -> ObservationSpec:
-    return ObservationSpec(cfg.embodiment, tuple(cfg.cameras), cfg.image_size, cfg.state_dim)
+    privileged = getattr(cfg, "env_state_input", "none") == "privileged"
+    return ObservationSpec(cfg.embodiment, tuple(cfg.cameras), cfg.image_size, cfg.state_dim,
+                           env_state_dim=int(getattr(cfg, "env_state_dim", 0)) if privileged else 0)
