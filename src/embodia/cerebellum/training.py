@@ -9,7 +9,10 @@ import math
 import multiprocessing
 import os
 import random
+import sys
 import time
+import traceback
+import warnings
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
@@ -17,10 +20,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch.utils.data import ConcatDataset, DataLoader, RandomSampler, Sampler
 
-from embodia.cerebellum.checkpoint import load_checkpoint, save_checkpoint
+from embodia.cerebellum.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_tensors,
+    read_json_object,
+    save_checkpoint,
+    save_tensors,
+)
+from embodia.cerebellum.children import die_with_parent
 from embodia.cerebellum.config import PolicyConfig
 from embodia.cerebellum.ensemble import ENSEMBLE_FILE
 from embodia.cerebellum.instruction_retrieval import retrieval_fields
@@ -307,20 +317,36 @@ def _save_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
                 tensors[f"{i}.{k}"] = v.detach().contiguous().cpu()
             else:
                 meta[f"{i}.{k}"] = v
-    save_file(tensors, str(path / "optimizer.safetensors"))
+    save_tensors(tensors, path / "optimizer.safetensors")
     atomic_write_json(path / "optimizer.json", meta)
 
 
 def _load_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
-    tensors = load_file(str(path / "optimizer.safetensors"))
+    """Restore the optimizer's state; a damaged or mismatched one (the files are written
+    atomically, but a disk can still lose them) leaves the optimizer fresh with a warning:
+    the weights resume, only the moments start again."""
+    try:
+        _read_optimizer(opt, path)
+    except (CheckpointError, FileNotFoundError, OSError, ValueError, KeyError, IndexError, TypeError,
+            AttributeError) as e:
+        opt.state.clear()
+        warnings.warn(f"{path}: optimizer state not restored ({str(e)[:200]}); resuming from the weights "
+                      f"with a fresh optimizer", RuntimeWarning, stacklevel=2)
+
+
+def _read_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
+    tensors = load_tensors(path / "optimizer.safetensors")
+    meta = read_json_object(path / "optimizer.json")
     params = [p for g in opt.param_groups for p in g["params"]]
     for key, v in tensors.items():
         i, k = key.split(".", 1)
         p = params[int(i)]
+        if k != "step" and v.shape != p.shape:
+            raise ValueError(f"{key} has shape {tuple(v.shape)}, its parameter {tuple(p.shape)}")
         # moments live with their parameter; AdamW keeps its step count on the CPU unless it
         # is fused (then the step is on the parameter's device too)
         opt.state[p][k] = v if k == "step" and not opt.defaults.get("fused") else v.to(p.device)
-    for key, v in json.loads((path / "optimizer.json").read_text()).items():
+    for key, v in meta.items():
         i, k = key.split(".", 1)
         opt.state[params[int(i)]][k] = v
 
@@ -399,7 +425,7 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None) -> d
         if resumed:
             if not (state_dir / "raw.safetensors").exists():
                 raise ValueError(f"{out} was trained without ema_decay; resume it without --ema")
-            policy.load_state_dict(load_file(str(state_dir / "raw.safetensors")), strict=True)
+            policy.load_state_dict(load_tensors(state_dir / "raw.safetensors"), strict=True)
     elif resumed and (state_dir / "raw.safetensors").exists():
         raise ValueError(f"{out} was trained with an average of its weights; resume it with the same --ema")
 
@@ -449,9 +475,7 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None) -> d
         extra = {"train": {k: v for k, v in asdict(cfg).items() if k != "policy"},
                  "step": st["step"], "val_loss": val, "datasets": [str(r.root) for r in readers]}
         if ema is not None:
-            tmp = state_dir / "raw.safetensors.tmp"
-            save_file({k: v.detach().contiguous().cpu() for k, v in policy.state_dict().items()}, str(tmp))
-            os.replace(tmp, state_dir / "raw.safetensors")
+            save_tensors(policy.state_dict(), state_dir / "raw.safetensors")
         with shipped():
             save_checkpoint(policy, out, extra=extra)
         _save_optimizer(opt, state_dir)
@@ -494,9 +518,32 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None) -> d
             "resumed": resumed, "out": str(out), "device": str(device)}
 
 
-def _train_part(cfg: TrainConfig) -> None:
-    """The estimator's process (spawned: a fresh interpreter with its own torch threads)."""
-    train(cfg)
+class TrainingPartFailed(RuntimeError):
+    """The estimator's process failed; the message is its error (e.g. which video would not decode)."""
+
+
+def _train_part(cfg: TrainConfig, parent_pid: int, errors) -> None:
+    """The estimator's process (spawned: a fresh interpreter with its own torch threads). It
+    dies with its parent (no orphan racing a resumed run) and hands its error, one line, to
+    the parent through `errors` (a Connection)."""
+    die_with_parent(parent_pid)
+    try:
+        train(cfg)
+    except Exception as e:
+        known = isinstance(e, (ValueError, FileNotFoundError, KeyError, CheckpointError))
+        if not known:
+            traceback.print_exc()
+        errors.send(str(e) if known else f"{type(e).__name__}: {e}")
+        sys.exit(1)
+
+
+def _check_part(child, errors, out: str) -> None:
+    """Raise TrainingPartFailed as soon as the estimator's process has failed."""
+    code = child.exitcode
+    if code is None or code == 0:
+        return
+    why = errors.recv() if errors.poll() else (f"killed by signal {-code}" if code < 0 else f"exit code {code}")
+    raise TrainingPartFailed(f"the estimator's training process failed: {why} (rerun to resume it from {out})")
 
 
 def train_parts_in_parallel(cfg: TrainConfig, progress: Callable[[dict], None] | None = None) -> dict:
@@ -516,15 +563,27 @@ def train_parts_in_parallel(cfg: TrainConfig, progress: Callable[[dict], None] |
                         action_members=1, member=k, max_minutes=cfg.max_minutes / k_members,
                         out=str(parts / ("action" if k_members == 1 else f"action_{k}")))
                 for k in range(k_members)]
-    child = multiprocessing.get_context("spawn").Process(target=_train_part, args=(est_cfg,), name="estimator")
+    ctx = multiprocessing.get_context("spawn")
+    errors, child_end = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_train_part, args=(est_cfg, os.getpid(), child_end), name="estimator")
     child.start()
+    child_end.close()
+
+    def watched(log: dict) -> None:
+        """Every action step: stop within a step of the estimator failing (a corrupt video at
+        its start), not at the end of the budget."""
+        _check_part(child, errors, est_cfg.out)
+        if progress:
+            progress(log)
+
     try:
-        acts = [train(c, progress) for c in act_cfgs]
-    finally:
+        acts = [train(c, watched) for c in act_cfgs]
         child.join()
-    if child.exitcode != 0:
-        raise RuntimeError(f"the estimator's training process failed (exit code {child.exitcode}); "
-                           f"rerun to resume it from {est_cfg.out}")
+    except BaseException:
+        child.terminate()  # nobody will graft its weights: do not let it run out the budget
+        child.join()
+        raise
+    _check_part(child, errors, est_cfg.out)
     estimator = load_checkpoint(est_cfg.out)
     est_state = json.loads((Path(est_cfg.out) / "training" / "state.json").read_text())
     est_val = json.loads((Path(est_cfg.out) / "config.json").read_text()).get("extra", {}).get("val_loss")
