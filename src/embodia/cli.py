@@ -381,11 +381,22 @@ def collect(
         cfg = CollectConfig(out=out, embodiment=embodiment, skill=skill, task=task, arm=arm,
                             episodes=episodes, seed_start=seed_start, workers=workers,
                             cameras=camera_names(cameras), image_size=image_size, tier=tier, keep_failures=keep_failures,
-                            perturb=perturb, slip=slip, recover_from=recover_from)
+                            perturb=perturb, slip=slip)
+        if recover_from is not None:  # policy-in-the-loop lives above the cerebellum, not in data/
+            from embodia.recovery.collect import check_recovery, collect_recovery
+
+            check_recovery(cfg, recover_from)
         with Progress(TextColumn(f"collect {cfg.name}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=err) as bar:
             task = bar.add_task("", total=episodes)
-            report = run_collect(cfg, progress=lambda done, total: bar.update(task, completed=done))
+
+            def shown(done: int, total: int) -> None:
+                bar.update(task, completed=done)
+
+            if recover_from is not None:
+                report = collect_recovery(cfg, recover_from, progress=shown)
+            else:
+                report = run_collect(cfg, progress=shown)
     except (ValueError, FileNotFoundError) as e:
         _fail(str(e))
     except KeyboardInterrupt:

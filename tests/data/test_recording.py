@@ -138,5 +138,60 @@ def test_collect_without_cameras_records_state_and_actions_only(tmp_path):
     assert runner.invoke(app, ["data", "validate", str(out)]).exit_code == 0
     r = runner.invoke(app, ["collect", "--out", str(tmp_path / "x"), "--cameras", ","])
     assert r.exit_code == 2 and "--cameras is empty" in r.output
-    with pytest.raises(ValueError, match=r"cameras=\(\) \(none\)"):
-        CollectConfig(out=tmp_path / "y", recover_from=str(tmp_path), cameras=())
+
+
+def _stage_leftover(cfg, seed):
+    """A finished episode staged by a worker that outlived its parent (`kill -9`)."""
+    from embodia.body.env import TabletopEnv
+    from embodia.body.experts import ChainedExpert
+    from embodia.data.recording import episode_key
+    from embodia.data.writer import STAGING, EpisodeBuffer, stage_episode
+
+    env = TabletopEnv(skill=cfg.skill, cameras=cfg.cameras)
+    try:
+        obs, info = env.reset(seed=seed)
+        agent = ChainedExpert()
+        agent.reset(env, seed)
+        ep = EpisodeBuffer(task=info["instruction"], skill=cfg.skill, seed=seed)
+        for _ in range(3):
+            a = agent.act(obs, env)
+            ep.add(obs, a)
+            obs, *_ = env.step(a)
+        features = DatasetMeta.load(cfg.out).features
+        stage_episode(cfg.out / STAGING, features, ep, episode_key(cfg.skill, env.arm, seed))
+    finally:
+        env.close()
+
+
+def test_a_resume_ends_with_the_episode_count_it_was_asked_for(tmp_path):
+    """Leftovers staged by orphaned workers are packed only up to the count asked for."""
+    cfg = CollectConfig(out=tmp_path, skill="push", episodes=2, cameras=(), batch=2)
+    assert collect(cfg).recorded == 2
+    for seed in (7, 8, 9):
+        _stage_leftover(cfg, seed)
+    report = collect(cfg)  # the same command again: nothing missing, nothing extra
+    assert report.recorded == 0 and DatasetMeta.load(tmp_path).num_episodes == 2
+    for seed in (7, 8, 9):
+        _stage_leftover(cfg, seed)
+    cfg.episodes = 3
+    collect(cfg)
+    meta = DatasetMeta.load(tmp_path)
+    assert meta.num_episodes == 3 and meta.column("seed") == [0, 1, 7]
+    assert not list((tmp_path / ".staging").iterdir())
+
+
+def test_collect_workers_die_with_the_parent(tmp_path, monkeypatch):
+    """The pool's workers are started with the parent-death initializer."""
+    import embodia.data.recording as rec
+    from embodia.data.children import die_with_parent
+
+    seen = {}
+
+    class Pool(rec.ProcessPoolExecutor):
+        def __init__(self, *a, **kw):
+            seen.update(kw)
+            super().__init__(*a, **kw)
+
+    monkeypatch.setattr(rec, "ProcessPoolExecutor", Pool)
+    collect(CollectConfig(out=tmp_path, skill="push", episodes=1, cameras=(), batch=1))
+    assert seen["initializer"] is die_with_parent and seen["initargs"] == (__import__("os").getpid(),)

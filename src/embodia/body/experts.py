@@ -282,3 +282,33 @@ class ScriptedExpert:
         full = np.zeros(emb.action_layout("ee_delta").dim)
         full[emb.arm_action_slice("ee_delta", self.arm)] = arm_action
         return np.clip(full, emb.action_layout("ee_delta").low, emb.action_layout("ee_delta").high)
+
+
+EXPERT_SEED_OFFSET = 1_000_003  # = eval.rollout.POLICY_SEED_OFFSET: recorded datasets reproduce
+
+
+class ChainedExpert:
+    """The scripted experts chained over the steps of an env's plan (the `Agent` shape:
+    `reset(env, seed)`, then `act(obs, env)`). Lives in body/ so that recording (data/)
+    and evaluation (eval/) drive the same expert without data/ importing eval/."""
+
+    def __init__(self, noise: float = 0.003) -> None:
+        self.noise = noise
+        self._expert: ScriptedExpert | None = None
+        self._step = -1
+        self._rng = np.random.default_rng(0)
+
+    def reset(self, env, seed: int) -> None:
+        self._rng = np.random.default_rng(seed + EXPERT_SEED_OFFSET)
+        self._expert, self._step = None, -1
+
+    def act(self, obs: dict, env) -> np.ndarray:
+        if env.current_step is None:  # plan finished, goals settling: hold still
+            if self._expert is None:
+                return np.zeros(env.action_space.shape)
+            return self._expert.act()
+        if self._expert is None or env.step_index != self._step:
+            step = env.current_step
+            self._step = env.step_index
+            self._expert = ScriptedExpert(env.sim, step[0], step[1], env.arm, self._rng, self.noise)
+        return self._expert.act()

@@ -14,25 +14,21 @@ only ever saw its own start states meets another skill's end state in a long-hor
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import shutil
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 from embodia.body.disturbances import slip_from_grasp
 from embodia.body.embodiments import get_embodiment
 from embodia.body.sim import Simulation
 from embodia.body.skills import get_skill
 from embodia.body.tasks import get_task
-from embodia.data.handover import (
-    GRASP_SETTLE_STEPS,
-    POLICY_BUDGET,
-    check_handover_skill,
-    handover_step,
-    run_policy_until_handover,
-    run_policy_until_step,
-)
+from embodia.data.children import die_with_parent
+from embodia.data.metadata import DatasetMeta
 from embodia.data.writer import STAGING, DatasetWriter, EpisodeBuffer, stage_episode
 
 
@@ -64,12 +60,6 @@ class CollectConfig:
     # out of the fingers as they start to close (body/disturbances.py); the expert then
     # opens and grasps again, and that re-grasp is recorded.
     slip: float = 0.0
-    # Recovery from a learned policy's own states (data/handover.py): a checkpoint folder
-    # that acts first; the expert takes over once it has missed, and only the expert's part
-    # is recorded. Episodes the policy completes itself are not recorded. With a task, the
-    # policy does the steps before the first place/stack and the expert does that step
-    # (only it is recorded), from the grasp the policy made.
-    recover_from: str | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.perturb <= 0.05:
@@ -80,17 +70,6 @@ class CollectConfig:
             get_task(self.task)
         else:
             get_skill(self.skill)
-        if self.recover_from is not None:
-            if self.perturb or self.slip:
-                raise ValueError("recover_from records from a policy's states; drop perturb/slip")
-            if self.cameras == ():
-                raise ValueError("recover_from: the policy acts from the cameras, so cameras=() (none) cannot apply")
-            if self.task is not None:
-                handover_step(get_task(self.task).steps)
-            else:
-                check_handover_skill(self.skill)
-            if not (Path(self.recover_from) / "config.json").is_file():
-                raise ValueError(f"recover_from: {self.recover_from!r} is not a checkpoint folder (no config.json)")
 
     @property
     def name(self) -> str:
@@ -105,6 +84,22 @@ class CollectReport:
     already_present: int = 0
     frames: int = 0
     seeds: list[int] = field(default_factory=list)
+
+
+class Lead(Protocol):
+    """Something that acts on a freshly reset episode before the expert (a learned policy,
+    in `embodia.recovery`). Recording only drives it: data/ never knows what acts. It is
+    pickled to each worker batch, so it should load anything heavy lazily, in `run`."""
+
+    def env_max_steps(self, cfg: CollectConfig) -> int | None:
+        """The env's step budget (None: the skill's or task's own)."""
+        ...
+
+    def run(self, env: Any, obs: dict[str, Any], seed: int) -> tuple[dict[str, Any], bool, int | None]:
+        """Act from `obs`; returns (the observation the expert starts from, whether the expert
+        takes over (False: nothing is recorded for this seed), the plan step after which
+        recording stops (None: run the plan to its end))."""
+        ...
 
 
 PERTURB_SEED_OFFSET = 2_000_029  # perturbation noise: a stream apart from the expert's own
@@ -128,28 +123,20 @@ def _step_buffer(env, i: int, tier: str, seed: int) -> EpisodeBuffer:
     return EpisodeBuffer(task=env.instructions[i], tier=tier, skill=env.plan[i][0], seed=seed)
 
 
-def _record_batch(cfg: dict, features: dict, seeds: list[int]) -> list[tuple[int, bool, int, bool]]:
+def _record_batch(cfg: dict, features: dict, seeds: list[int],
+                  lead: Lead | None = None) -> list[tuple[int, bool, int, bool]]:
     """Worker: roll out `seeds`, stage the keepers. Returns (seed, success, frames kept, kept).
 
     One loop for a skill (a plan of one step) and a task: a step's episode ends on the
-    frame its success first holds, as a single-skill episode does.
+    frame its success first holds, as a single-skill episode does. With a `lead`, it acts
+    first and the expert records from where it left the episode.
     """
     import numpy as np
 
     from embodia.body.env import TabletopEnv
-    from embodia.eval.rollout import ExpertAgent
+    from embodia.body.experts import ChainedExpert
 
-    policy_agent, max_steps = None, None
-    if cfg["recover_from"]:
-        import torch
-
-        from embodia.cerebellum.checkpoint import load_checkpoint
-        from embodia.eval.rollout import PolicyAgent
-
-        torch.set_num_threads(1)
-        policy_agent = PolicyAgent(load_checkpoint(cfg["recover_from"]))
-        if not cfg["task"]:  # a task keeps its default budget: every step's own
-            max_steps = get_skill(cfg["skill"]).max_steps + POLICY_BUDGET + GRASP_SETTLE_STEPS
+    max_steps = cfg.get("max_steps")
     env = TabletopEnv(embodiment=cfg["embodiment"], skill=None if cfg["task"] else cfg["skill"],
                       task=cfg["task"], arm=cfg["arm"], cameras=cfg["cameras"], max_steps=max_steps,
                       image_size=cfg["image_size"], instruction_split=cfg["instruction_split"])
@@ -163,17 +150,13 @@ def _record_batch(cfg: dict, features: dict, seeds: list[int]) -> list[tuple[int
     try:
         for seed in seeds:
             obs, info = env.reset(seed=seed)
-            stop_after = None  # a task handover records the expert's one step, then stops
-            if policy_agent is not None:
-                if cfg["task"]:
-                    stop_after = handover_step(env.plan)
-                    obs, handover = run_policy_until_step(env, policy_agent, obs, seed, stop_after)
-                else:
-                    obs, handover = run_policy_until_handover(env, policy_agent, obs, seed)
-                if not handover.handed_over:
+            stop_after = None  # a lead may stop recording after one plan step
+            if lead is not None:
+                obs, handed_over, stop_after = lead.run(env, obs, seed)
+                if not handed_over:
                     out.append((seed, False, 0, False))
                     continue
-            agent = ExpertAgent()
+            agent = ChainedExpert()
             agent.reset(env, seed)
             rng = np.random.default_rng(seed + PERTURB_SEED_OFFSET)
             sigma = cfg["perturb"] * rng.uniform()
@@ -217,18 +200,25 @@ def _record_batch(cfg: dict, features: dict, seeds: list[int]) -> list[tuple[int
     return out
 
 
-def collect(cfg: CollectConfig, progress: Callable[[int, int], None] | None = None) -> CollectReport:
+def collect(cfg: CollectConfig, progress: Callable[[int, int], None] | None = None,
+            lead: Lead | None = None) -> CollectReport:
     """Record until the dataset holds `cfg.episodes` episodes of this skill/arm (a task: seeds
     with at least one step kept) from seeds `seed_start...`; `progress(done, total)` is
-    called as episodes are kept."""
+    called as episodes are kept. `lead` acts before the expert in every episode (see `Lead`).
+
+    Workers die with this process (data/children.py), and leftovers staged beyond the count
+    asked for are dropped before they are packed. Why: after a `kill -9`, workers that ran
+    on used to stage more episodes, and the resumed run packed them all (32 for 30).
+    """
     spec = get_embodiment(cfg.embodiment)
     arm = spec.arm(cfg.arm).name
     cameras = list(cfg.cameras) if cfg.cameras is not None else [c.name for c in spec.cameras]
     writer = DatasetWriter(cfg.out, spec, cameras, (cfg.image_size, cfg.image_size),
                            env_state_names=Simulation(spec).environment_state_names())
+    prefix = episode_key(cfg.name, arm, 0)[:-8]
+    _trim_leftovers(writer, prefix, cfg.seed_start, cfg.episodes)
     writer.consolidate()  # leftovers of an interrupted run
     existing = writer.recorded_keys()
-    prefix = episode_key(cfg.name, arm, 0)[:-8]
     have = sorted({s for s in (seed_of(k, prefix) for k in existing) if s is not None and s >= cfg.seed_start})
     report = CollectReport(already_present=len(have))
     need = cfg.episodes - len(have)
@@ -236,7 +226,8 @@ def collect(cfg: CollectConfig, progress: Callable[[int, int], None] | None = No
         progress(min(len(have), cfg.episodes), cfg.episodes)
     if need <= 0:
         return report
-    wcfg = asdict(cfg) | {"out": str(cfg.out), "arm": arm, "cameras": tuple(cameras)}
+    wcfg = asdict(cfg) | {"out": str(cfg.out), "arm": arm, "cameras": tuple(cameras),
+                          "max_steps": lead.env_max_steps(cfg) if lead is not None else None}
     taken = set(have)
 
     def seeds_from(start: int):
@@ -249,12 +240,13 @@ def collect(cfg: CollectConfig, progress: Callable[[int, int], None] | None = No
     seed_iter = seeds_from(cfg.seed_start)
     kept: list[int] = []
     ctx = mp.get_context("spawn")  # MuJoCo/EGL contexts must not be forked
-    pool = ProcessPoolExecutor(max_workers=max(1, cfg.workers), mp_context=ctx)
+    pool = ProcessPoolExecutor(max_workers=max(1, cfg.workers), mp_context=ctx,
+                               initializer=die_with_parent, initargs=(os.getpid(),))
     pending: set[Future] = set()
     try:
         def submit() -> None:
             seeds = [next(seed_iter) for _ in range(cfg.batch)]
-            pending.add(pool.submit(_record_batch, wcfg, writer.features, seeds))
+            pending.add(pool.submit(_record_batch, wcfg, writer.features, seeds, lead))
 
         for _ in range(max(1, cfg.workers) * 2):
             submit()
@@ -294,3 +286,18 @@ def _drop_staged(writer: DatasetWriter, prefix: str, seeds: set[int]) -> None:
     for p in writer.staged():
         if seed_of(p.name, prefix) in seeds:
             shutil.rmtree(p)
+
+
+def _trim_leftovers(writer: DatasetWriter, prefix: str, seed_start: int, episodes: int) -> None:
+    """Drop staged leftovers of this skill/arm beyond `episodes` (the lowest seeds stay).
+
+    Only staged episodes are dropped (the writer's own, never committed); a dataset that
+    already holds more committed episodes than asked keeps them all.
+    """
+    committed = {s for s in (seed_of(k, prefix) for k in DatasetMeta.load(writer.root).column("embodia_key", None) if k)
+                 if s is not None and s >= seed_start}
+    staged = sorted({s for s in (seed_of(p.name, prefix) for p in writer.staged())
+                     if s is not None and s >= seed_start} - committed)
+    extra = staged[max(0, episodes - len(committed)):]
+    if extra:
+        _drop_staged(writer, prefix, set(extra))

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from embodia.body.env import TabletopEnv
-from embodia.body.experts import ScriptedExpert
+from embodia.body.experts import ChainedExpert
 from embodia.eval.stats import summarize
 from embodia.eval.video import write_mp4
 
@@ -29,29 +29,7 @@ class Agent(Protocol):
     def act(self, obs: dict[str, Any], env: TabletopEnv) -> np.ndarray: ...
 
 
-class ExpertAgent:
-    """The scripted experts, chained over the steps of a multi-step plan."""
-
-    def __init__(self, noise: float = 0.003) -> None:
-        self.noise = noise
-        self._expert: ScriptedExpert | None = None
-        self._step = -1
-        self._rng = np.random.default_rng(0)
-
-    def reset(self, env: TabletopEnv, seed: int) -> None:
-        self._rng = np.random.default_rng(seed + POLICY_SEED_OFFSET)
-        self._expert, self._step = None, -1
-
-    def act(self, obs: dict[str, Any], env: TabletopEnv) -> np.ndarray:
-        if env.current_step is None:  # plan finished, goals settling: hold still
-            if self._expert is None:
-                return np.zeros(env.action_space.shape)
-            return self._expert.act()
-        if self._expert is None or env.step_index != self._step:
-            step = env.current_step
-            self._step = env.step_index
-            self._expert = ScriptedExpert(env.sim, step[0], step[1], env.arm, self._rng, self.noise)
-        return self._expert.act()
+ExpertAgent = ChainedExpert  # the scripted experts, chained over the steps of a multi-step plan
 
 
 class PolicyAgent:

@@ -5,7 +5,10 @@ from embodia.body.env import TabletopEnv
 from embodia.body.experts import Motion
 from embodia.body.scene import CUBE_HALF
 from embodia.body.skills import get_skill
-from embodia.data.handover import (
+from embodia.data.recording import CollectConfig
+from embodia.eval.rollout import ExpertAgent
+from embodia.recovery.collect import check_recovery, collect_recovery
+from embodia.recovery.handover import (
     GRASP_SETTLE_STEPS,
     STACK_ALIGN_TOL,
     handover_step,
@@ -13,8 +16,6 @@ from embodia.data.handover import (
     run_policy_until_step,
     stack_offset,
 )
-from embodia.data.recording import CollectConfig, collect
-from embodia.eval.rollout import ExpertAgent
 
 
 class ClosesAtOnce:
@@ -139,13 +140,16 @@ def test_a_stack_the_policy_holds_on_to_or_completes_is_handled_by_its_rule(stac
 
 
 def test_recover_from_refuses_what_it_cannot_do(tmp_path):
+    ckpt = "checkpoints/arm7_flow_d192_chain"
     with pytest.raises(ValueError, match="not a checkpoint"):
-        CollectConfig(out=tmp_path / "a", skill="pick", recover_from=str(tmp_path))
+        check_recovery(CollectConfig(out=tmp_path / "a", skill="pick"), str(tmp_path))
     with pytest.raises(ValueError, match="built for"):
-        CollectConfig(out=tmp_path / "b", skill="place", recover_from="checkpoints/arm7_flow_d192_chain")
+        check_recovery(CollectConfig(out=tmp_path / "b", skill="place"), ckpt)
     with pytest.raises(ValueError, match="drop perturb/slip"):
-        CollectConfig(out=tmp_path / "c", skill="pick", slip=0.5, recover_from="checkpoints/arm7_flow_d192_chain")
-    CollectConfig(out=tmp_path / "e", task="drawer_store", recover_from="checkpoints/arm7_flow_d192_chain")
+        check_recovery(CollectConfig(out=tmp_path / "c", skill="pick", slip=0.5), ckpt)
+    with pytest.raises(ValueError, match=r"cameras=\(\) \(none\)"):
+        check_recovery(CollectConfig(out=tmp_path / "d", cameras=()), ckpt)
+    check_recovery(CollectConfig(out=tmp_path / "e", task="drawer_store"), ckpt)
     assert not (tmp_path / "a").exists()
 
 
@@ -196,7 +200,7 @@ def _collect_from_policy(out, **kw):
     """Two episodes recorded after the shipped checkpoint acted; (report, reader)."""
     from embodia.data.reader import DatasetReader
 
-    report = collect(CollectConfig(out=out, episodes=2, batch=2, recover_from="checkpoints/arm7_flow_d192_chain", **kw))
+    report = collect_recovery(CollectConfig(out=out, episodes=2, batch=2, **kw), "checkpoints/arm7_flow_d192_chain")
     assert report.recorded == 2
     return report, DatasetReader(out)
 
