@@ -291,3 +291,36 @@ def test_workers_build_a_cold_cache_safely(synthetic_ds, tmp_path):
     for key in (FRONT, WRIST):
         files = sorted(p.name for p in (root / ".cache/frames" / key / "chunk-000").iterdir())
         assert files == ["file-000.u8", "file-000.u8.json", "file-000.u8.lock"], files
+
+
+def _mp4_with_pts(path: Path, pts: list[int], fps: int = 10, size: int = 16) -> Path:
+    """A tiny mp4 whose frames carry the given presentation times (in frames)."""
+    with av.open(str(path), mode="w", format="mp4") as c:
+        s = c.add_stream("libx264", rate=fps)
+        s.width = s.height = size
+        s.pix_fmt = "yuv420p"
+        s.options = {"bf": "0"}
+        for i, p in enumerate(pts):
+            vf = av.VideoFrame.from_ndarray(np.full((size, size, 3), 40 * i, np.uint8), format="rgb24")
+            vf.pts = p
+            for pkt in s.encode(vf):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+    return path
+
+
+def test_a_frame_stamped_far_in_the_future_is_refused_not_cached(tmp_path):
+    """Rows come from presentation times: a frame at t=100000 s must not expand a tiny mp4
+    into a 10^6-frame cache. Frames just past the table are dropped."""
+    mp4 = _mp4_with_pts(tmp_path / "far.mp4", [0, 1, 1_000_000])
+    assert mp4.stat().st_size < 10_000
+    cache = reader_mod.VideoFrameCache(mp4=mp4, path=tmp_path / "cache" / "far.u8",
+                                       height=16, width=16, fps=10.0, min_rows=2)
+    with pytest.raises(ValueError, match=r"far\.mp4.*row 1000000.*needs only 2 rows"):
+        cache.array()
+    assert sum(f.stat().st_size for f in (tmp_path / "cache").rglob("*") if f.is_file()) < 100_000
+    near = reader_mod.VideoFrameCache(mp4=_mp4_with_pts(tmp_path / "near.mp4", [0, 1, 2, 3]),
+                                      path=tmp_path / "cache" / "near.u8", height=16, width=16,
+                                      fps=10.0, min_rows=2)
+    assert near.array().shape == (2, 16, 16, 3)  # two trailing frames: never read, not cached

@@ -61,6 +61,16 @@ class VideoFrameCache:
     _pid: int = field(default=-1, repr=False)
 
     @property
+    def max_rows(self) -> int:
+        """The most rows a frame may land on: the table's need plus one second of slack.
+
+        Why a bound: rows come from presentation times, so one frame stamped far in the
+        future would otherwise expand a 2 kB mp4 into a cache of millions of frames.
+        Frames a little past the table (encoder padding) are dropped, farther ones refused.
+        """
+        return self.min_rows + max(1, round(self.fps))
+
+    @property
     def meta_path(self) -> Path:
         return self.path.with_name(self.path.name + ".json")
 
@@ -141,14 +151,24 @@ class VideoFrameCache:
                         raise ValueError(f"video file {self.mp4} has no video stream")
                     stream = container.streams.video[0]
                     stream.thread_type = "AUTO"
+                    decoded = 0
                     for frame in container.decode(stream):
+                        t = frame.time
+                        row = decoded if t is None else max(0, round(t * self.fps))
+                        decoded += 1
+                        if row > self.max_rows or decoded > self.max_rows:
+                            raise ValueError(
+                                f"video file {self.mp4}: frame {decoded - 1} is at row {row} "
+                                f"(t={t} s), but the episodes table needs only {self.min_rows} rows "
+                                f"(beyond {self.max_rows}: refused, not cached)")
+                        if row >= self.min_rows:  # past every episode: never read, not cached
+                            continue
                         img = frame.to_ndarray(format="rgb24")
                         if img.shape != (h, w, 3):
                             raise ValueError(f"video file {self.mp4}: frames are {img.shape[:2]}, "
                                              f"but info.json says {(h, w)}")
                         out.write(np.ascontiguousarray(img).tobytes())
-                        t = frame.time
-                        rows.append(len(rows) if t is None else max(0, round(t * self.fps)))
+                        rows.append(row)
             except av.error.FFmpegError as e:
                 raise ValueError(f"corrupt video file {self.mp4}: {e}") from None
             n = len(rows)
