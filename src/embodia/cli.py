@@ -523,8 +523,12 @@ def serve_brain(
     base_url: Annotated[str | None, typer.Option(help="llm: OpenAI-compatible endpoint")] = None,
     model: Annotated[str | None, typer.Option(help="llm: model name at the endpoint")] = None,
     llm_api_key_env: Annotated[str, typer.Option(help="llm: environment variable holding the LLM key")] = "EMBODIA_LLM_API_KEY",
+    accept_unverified: Annotated[bool, typer.Option("--accept-unverified", help="llm: serve plans for wording the grammar cannot check (default: refuse them)")] = False,
+    plan_timeout_s: Annotated[float, typer.Option(min=0.1, help="a request without a plan by then gets 504")] = 30.0,
+    max_pending: Annotated[int, typer.Option(min=0, help="requests waiting behind the one being planned; more get 503")] = 4,
 ) -> None:
-    """Serve the brain over HTTP: POST /plan {instruction, scene} -> plan JSON (422 = refusal)."""
+    """Serve the brain over HTTP: POST /plan {instruction, scene} -> plan JSON (422 = refusal or
+    invalid field, 413 too large, 503 busy, 504 too slow; see docs/serve.md)."""
     import logging
 
     from embodia.brain.planner import make_planner
@@ -536,13 +540,17 @@ def serve_brain(
         if key is None:
             raise ValueError(f"no API key: set {ENV_VAR} or pass --api-key-file")
         ApiKeyAuth(key)
-        options = {"base_url": base_url, "model": model, "api_key_env": llm_api_key_env} if planner == "llm" else {}
+        options = {"base_url": base_url, "model": model, "api_key_env": llm_api_key_env,
+                   "accept_unverified": accept_unverified} if planner == "llm" else {}
         brain = make_planner(planner, embodiment, arm, **options)
-        service = BrainService(brain, key, BrainServiceConfig(host=host, port=port))
+        service = BrainService(brain, key, BrainServiceConfig(host=host, port=port, plan_timeout_s=plan_timeout_s,
+                                                              max_pending=max_pending))
     except (ValueError, OSError) as e:
         _fail(str(e))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     err.print(f"brain ({planner}, {embodiment}) on {service.url}")
+    if accept_unverified and planner == "llm":
+        err.print("[yellow]warning:[/] --accept-unverified: plans the grammar cannot check are served unchecked")
     try:
         service.serve_forever()
     except KeyboardInterrupt:
@@ -597,6 +605,17 @@ def _seeded_scene(embodiment: str, skill: str, seed: int):
         env.close()
 
 
+def _confirm_unverified_on_terminal(plan) -> bool:
+    """Shows a plan the grammar could not check and asks the person (stderr; no = refuse)."""
+    err.print(f"[bold yellow]unverified plan[/] for \"{plan.instruction}\" (its goals could not be checked):")
+    for i, s in enumerate(plan.steps, 1):
+        err.print(f"  {i}. {s.skill}({', '.join(s.args)}) \\[{s.arm} arm]  \"{s.instruction}\"")
+    try:
+        return typer.confirm("Accept this plan?", default=False, err=True)
+    except typer.Abort:  # no terminal input (EOF)
+        return False
+
+
 @app.command()
 def plan(
     instruction: Annotated[str, typer.Argument(help="what the person asks, in plain English")],
@@ -608,6 +627,7 @@ def plan(
     base_url: Annotated[str | None, typer.Option(help="llm: OpenAI-compatible endpoint, e.g. http://localhost:8000/v1")] = None,
     model: Annotated[str | None, typer.Option(help="llm: model name at the endpoint")] = None,
     api_key_env: Annotated[str, typer.Option(help="llm: environment variable holding the API key")] = "EMBODIA_LLM_API_KEY",
+    confirm_unverified: Annotated[bool, typer.Option("--confirm-unverified", help="llm: for wording the grammar cannot check, show the LLM's plan and ask before accepting it (default: refuse)")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Plan an instruction on a seeded scene: print the scene summary and the plan (or why not).
@@ -624,6 +644,8 @@ def plan(
         if not base_url or not model:
             _fail("--planner llm needs --base-url and --model")
         options = {"base_url": base_url, "model": model, "api_key_env": api_key_env}
+        if confirm_unverified:
+            options["confirm"] = _confirm_unverified_on_terminal
     try:
         brain = make_planner(planner, embodiment, arm, **options)
     except ValueError as e:
@@ -658,7 +680,9 @@ def run(
     instruction: Annotated[str, typer.Argument(help="what the person asks, in plain English")],
     seed: Annotated[int, typer.Option(min=0, help="the seeded scene (as `embodia scene --seed`)")] = 0,
     embodiment: str = "arm7",
-    policy: Annotated[str, typer.Option(help="a checkpoint folder, or 'expert' (the scripted experts)")] = DEFAULT_AGENT_CHECKPOINT,
+    policy: Annotated[str | None, typer.Option(
+        help="a checkpoint folder (relative to the current folder), or 'expert' (the scripted experts); "
+             f"default: the shipped {DEFAULT_AGENT_CHECKPOINT}, found from any folder")] = None,
     realtime: Annotated[bool, typer.Option("--realtime", help="wall clock; the control loop in its own process")] = False,
     start: Annotated[str, typer.Option(help="the start state to draw (a skill, as in `embodia scene`)")] = "pick",
     control_hz: Annotated[float, typer.Option(min=100, max=1000, help="control layer rate")] = 500.0,
@@ -676,14 +700,17 @@ def run(
     """Plan an instruction with the brain, run each step with the cerebellum through the
     layered runtime, monitor and replan; report per-step outcomes and overall success.
 
-    Exit code 0 on success, 1 when the task failed or the brain refused, 2 on bad options.
+    Exit code 0 on success, 1 when the task failed or the brain refused, 2 on bad options,
+    3 when it succeeded on the scripted experts standing in for a checkpoint (--fallback-expert).
     """
     from embodia.brain.planner import make_planner
+    from embodia.runtime import default_agent_checkpoint, project_root
     from embodia.runtime.agent import make_cerebellum, run_instruction
     from embodia.runtime.chunking import BlendConfig
     from embodia.runtime.control import ControlConfig
     from embodia.runtime.layers import RuntimeConfig
 
+    asked = policy or DEFAULT_AGENT_CHECKPOINT  # as the person named it, for messages
     try:
         config = RuntimeConfig(control=ControlConfig(rate_hz=control_hz, blend=BlendConfig(blend)),
                                rtc=rtc, sim_latency_s=latency_ms / 1e3)
@@ -701,18 +728,30 @@ def run(
             if cerebellum.embodiment != embodiment:
                 raise ValueError(f"the policy server drives {cerebellum.embodiment}, not --embodiment {embodiment}")
         else:
+            if policy is None:  # the shipped default lives in the project, not the current folder
+                try:
+                    policy = str(default_agent_checkpoint())
+                except FileNotFoundError:
+                    if not fallback_expert:
+                        raise
+                    policy = str(project_root() / DEFAULT_AGENT_CHECKPOINT)
+            if policy != "expert":
+                err.print(f"loading {asked} ...")
             cerebellum, notices = make_cerebellum(policy, embodiment, rtc=rtc, execute=execute,
                                                   fallback_expert=fallback_expert)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         _fail(str(e))
+    # Asked for a checkpoint, got the experts: every verdict and the exit code say so.
+    fallback_from = asked if not policy_url and policy != "expert" and cerebellum.name == "expert" else None
     for n in notices:
-        err.print(f"[bold yellow]notice:[/] {n}")
+        err.print(f"[bold yellow]notice:[/] {escape(n)}", soft_wrap=True)
     if not as_json:
         out.print(f"[bold]embodia run[/]: \"{instruction}\" on {embodiment}, seed {seed}, "
                   f"policy [cyan]{cerebellum.name}[/], {'real-time' if realtime else 'lockstep'} clock")
     try:
         rep = run_instruction(instruction, seed, brain, cerebellum, embodiment, start, config,
-                              realtime, video, report, notices)
+                              realtime, video, report, notices, fallback_from,
+                              progress=lambda line: err.print(escape(line), soft_wrap=True))
     except (ValueError, RuntimeError) as e:
         _fail(str(e))
     result = rep.to_dict()
@@ -728,10 +767,10 @@ def run(
                 out.print(f"  {i}. {s.skill}({', '.join(s.args)}) \\[{s.arm} arm]  \"{s.instruction}\"")
             for row in result["steps"]:
                 mark = "[green]ok[/]" if row.get("effects_ok", row["success"]) else "[red]failed[/]"
-                out.print(f"  {mark} {row['skill']}({', '.join(row['args'])}): {row['reason']} after "
+                out.print(f"  {mark} {row['skill']}({', '.join(row['args'])}): {row['outcome']} after "
                           f"{row['duration_s']:.1f} s, {row['chunks']} chunks"
                           + (f"; {row['why']}" if row.get("why") and not row.get("effects_ok") else ""))
-            verdict = "[bold green]SUCCESS[/]" if rep.success else "[bold red]FAILED[/]"
+            verdict = f"[bold {'green' if rep.success else 'red'}]{escape(rep.verdict)}[/]"
             out.print(f"{verdict}: {result['message']} ({rep.retries} retries, {rep.replans} replans, "
                       f"{result['sim_s']:.1f} s robot time, {result['wall_s']:.1f} s wall)")
             out.print(f"final scene: {result['scene_after']}")
@@ -740,6 +779,8 @@ def run(
                 out.print(f"{kind}: {result[kind]}")
     if not rep.success:
         raise typer.Exit(1)
+    if fallback_from:
+        raise typer.Exit(3)
 
 
 def main() -> None:  # pragma: no cover

@@ -9,6 +9,7 @@ the scene graph that follows, retries or replans, and says why at every turn.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,6 +23,7 @@ from embodia.brain.monitor import Monitor, MonitorReport
 from embodia.brain.plan import Plan, PlanStep
 from embodia.brain.planner import Planner
 from embodia.brain.refusal import Refusal
+from embodia.brain.state import State
 from embodia.runtime.body import SimBody
 from embodia.runtime.layers import LayerSpec, RuntimeConfig
 from embodia.runtime.lockstep import LockstepRuntime
@@ -32,6 +34,24 @@ from embodia.runtime.policies import (
     ExpertChunkPolicy,
     LearnedChunkPolicy,
 )
+
+
+def step_outcome(reason: str, effects_ok: bool | None) -> str:
+    """One word or two for a step, as the monitor judges it: its effects in the scene decide,
+    the runtime's stop reason (success | timeout | estop) only says how the step ended. A
+    step whose effects held when its time ran out counts as done, and must not read "timeout"."""
+    if effects_ok is None:  # no verdict (the run stopped before the monitor saw the step)
+        return reason
+    if effects_ok:
+        return "success" if reason == "success" else f"effects held ({reason})"
+    return "failed (effects not seen)" if reason == "success" else f"failed ({reason})"
+
+
+def verdict(success: bool, fallback_from: str | None) -> str:
+    """SUCCESS / FAILED, and whether the policy asked for ran at all: a run on the scripted
+    experts after a checkpoint failed to load must not read like a run of that checkpoint."""
+    word = "SUCCESS" if success else "FAILED"
+    return f"{word} (scripted expert fallback, not {fallback_from})" if fallback_from else word
 
 
 class Runtime(Protocol):
@@ -78,6 +98,11 @@ class AgentReport:
     notices: list[str] = field(default_factory=list)
     video: str | None = None
     report: str | None = None
+    fallback_from: str | None = None  # the checkpoint asked for, when the experts ran instead
+
+    @property
+    def verdict(self) -> str:
+        return verdict(self.success, self.fallback_from)
 
     @property
     def retries(self) -> int:
@@ -97,6 +122,7 @@ class AgentReport:
                 o = outcomes[i]
                 row |= {"attempt": o.attempt, "effects_ok": o.ok, "failed_effects": o.failed,
                         "broken_goals": o.broken, "next": o.action, "why": o.reason}
+            row["outcome"] = step_outcome(rec.reason, row.get("effects_ok"))
             rows.append(row)
         return rows
 
@@ -104,6 +130,7 @@ class AgentReport:
         return {
             "instruction": self.instruction, "seed": self.seed, "embodiment": self.embodiment,
             "policy": self.policy, "mode": self.mode, "success": self.success,
+            "verdict": self.verdict, "fallback_from": self.fallback_from,
             "plan": self.plan.to_dict() if self.plan else None, "refusal": self.refusal,
             "steps": self.step_rows(), "retries": self.retries, "replans": self.replans,
             "message": self.monitor.message if self.monitor else (self.refusal or {}).get("message", ""),
@@ -115,11 +142,25 @@ class AgentReport:
 
 
 class StackExecutor:
-    """The brain's `Executor` over a runtime: one plan step = one skill run through the stack."""
+    """The brain's `Executor` over a runtime: one plan step = one skill run through the stack.
 
-    def __init__(self, runtime: Runtime, default_arm: str, control_rate_hz: float) -> None:
+    `progress` gets a line as each step starts and ends (a learned step runs for many seconds
+    of wall time; without it `embodia run` is silent for minutes). `plan` (the first plan)
+    numbers the steps "2/3"; a step of a later plan reads "replanned"."""
+
+    def __init__(self, runtime: Runtime, default_arm: str, control_rate_hz: float,
+                 progress: Callable[[str], None] | None = None, plan: Plan | None = None,
+                 arms: tuple[str, ...] | None = None) -> None:
         self.runtime, self.default_arm, self.rate = runtime, default_arm, control_rate_hz
         self.records: list[StepRecord] = []
+        self.progress, self.plan_steps = progress, list(plan.steps) if plan else []
+        self.arms = arms or (default_arm,)
+
+    def _label(self, step: PlanStep, attempt: int) -> str:
+        name = f"{step.skill}({', '.join(step.args)})"
+        where = next((f"step {i}/{len(self.plan_steps)}" for i, s in enumerate(self.plan_steps, 1)
+                      if s is step), "replanned step")
+        return f"{where} {name}" + (f", attempt {attempt}" if attempt > 1 else "")
 
     def execute(self, step: PlanStep) -> SceneGraph:
         budget = S.get_skill(step.skill).max_steps / self.rate
@@ -128,10 +169,19 @@ class StackExecutor:
             if r.success or (r.skill, tuple(r.args)) != (step.skill, tuple(step.args)):
                 break
             attempt += 1
+        label = self._label(step, attempt) if self.progress else ""
+        if self.progress:
+            self.progress(f"{label}: running...")
         rec = self.runtime.run_step(step.skill, tuple(step.args), step.instruction,
                                     step.arm or self.default_arm, budget, attempt)
         self.records.append(rec)
-        return self.runtime.scene_graph()
+        graph = self.runtime.scene_graph()
+        if self.progress:  # the step's own effects, as the monitor checks them next
+            state = State.from_scene_graph(graph, self.arms)
+            ok = all(state.holds(e) for e in step.effect_literals)
+            self.progress(f"{label}: {step_outcome(rec.reason, ok)} after {rec.duration_s:.1f} s, "
+                          f"{rec.chunks} chunks")
+        return graph
 
     def observe(self) -> SceneGraph:
         return self.runtime.scene_graph()
@@ -142,8 +192,10 @@ class EmbodiedAgent:
 
     def __init__(self, brain: Planner, cerebellum: ChunkPolicy, body: SimBody,
                  config: RuntimeConfig | None = None, realtime: bool = False,
-                 record_video: bool = False, max_retries: int = 1, max_replans: int = 2) -> None:
+                 record_video: bool = False, max_retries: int = 1, max_replans: int = 2,
+                 progress: Callable[[str], None] | None = None) -> None:
         self.brain, self.cerebellum, self.body = brain, cerebellum, body
+        self.progress = progress  # a line per step start and end (see StackExecutor)
         self.config = config or RuntimeConfig()
         self.realtime, self.record_video = realtime, record_video
         self.max_retries, self.max_replans = max_retries, max_replans
@@ -173,7 +225,8 @@ class EmbodiedAgent:
             return rep, []
         runtime = self._runtime()
         rep.layers = [s.to_dict() for s in runtime.layers]
-        executor = StackExecutor(runtime, emb.arms[0].name, emb.control_rate_hz)
+        executor = StackExecutor(runtime, emb.arms[0].name, emb.control_rate_hz, self.progress,
+                                 rep.plan, emb.arm_names)
         try:
             runtime.start(seed)
             monitor = Monitor(self.brain, executor, emb.arm_names, self.max_retries, self.max_replans)
@@ -240,17 +293,24 @@ def make_cerebellum(policy: str, embodiment: str = "arm7", rtc: bool = True,
 def run_instruction(instruction: str, seed: int, brain: Planner, cerebellum: ChunkPolicy,
                     embodiment: str = "arm7", start: str = "pick", config: RuntimeConfig | None = None,
                     realtime: bool = False, video: str | Path | None = None,
-                    report: str | Path | None = None, notices: list[str] | None = None) -> AgentReport:
-    """What `embodia run` does: build the seeded scene, run the agent, write video and report."""
+                    report: str | Path | None = None, notices: list[str] | None = None,
+                    fallback_from: str | None = None,
+                    progress: Callable[[str], None] | None = None) -> AgentReport:
+    """What `embodia run` does: build the seeded scene, run the agent, write video and report.
+
+    `fallback_from`: the checkpoint that was asked for when `cerebellum` is the scripted
+    experts standing in for it (the verdict says so); `progress`: a line per step."""
     body = make_body(embodiment, seed, start, cameras=tuple(cerebellum.cameras),
                      image_size=cerebellum.image_size)
     try:
-        agent = EmbodiedAgent(brain, cerebellum, body, config, realtime, record_video=video is not None)
+        agent = EmbodiedAgent(brain, cerebellum, body, config, realtime, record_video=video is not None,
+                              progress=progress)
         rep, frames = agent.run(instruction, seed)
     finally:
         if body.env is not None:
             body.env.close()
     rep.notices = list(notices or [])
+    rep.fallback_from = fallback_from
     if video is not None and frames:
         from embodia.data.video import encode_mp4
 

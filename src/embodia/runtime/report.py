@@ -50,7 +50,8 @@ def joint_plot(traj: dict[str, np.ndarray], joint_names: list[str], steps: list[
     for i, s in enumerate(steps):
         a, b = s["t_start"] - t0, s["t_end"] - t0
         for axis in (ax, axg):
-            axis.axvspan(a, b, color="#2a9d8f" if s["success"] else "#e76f51", alpha=0.07 if i % 2 else 0.13)
+            done = s.get("effects_ok", s["success"])  # the monitor's verdict, as the step table
+            axis.axvspan(a, b, color="#2a9d8f" if done else "#e76f51", alpha=0.07 if i % 2 else 0.13)
         ax.text(a, ax.get_ylim()[1] if i == 0 else ax.get_ylim()[1], f" {s['skill']}", fontsize=8, va="top")
     hold = np.asarray(traj.get("holding", np.zeros(len(t))), bool)
     if hold.any():
@@ -118,9 +119,12 @@ def _table(rows: list[dict], cols: list[str]) -> str:
 
 
 def _fmt(v: Any) -> str:
+    """Short, and never in e-notation for a rate: 1000.0 reads 1000, 999.7 reads 999.7."""
     if v is None:
         return ""
     if isinstance(v, float):
+        if abs(v) >= 100:
+            return f"{v:.0f}" if v.is_integer() else f"{v:.1f}"
         return f"{v:.3g}"
     if isinstance(v, list | tuple):
         return ", ".join(_fmt(x) for x in v)
@@ -130,15 +134,16 @@ def _fmt(v: Any) -> str:
 
 
 def _video(video: str | None, out: Path) -> str:
+    """The video embedded when small; the link (and a large video's src) is relative to the
+    report's own folder, where the page is opened from, not to the folder the command ran in."""
     if not video or not Path(video).exists():
         return "<p>(no video recorded: run with --video OUT.mp4)</p>"
     p = Path(video)
+    rel = html.escape(os.path.relpath(p.resolve(), out.parent.resolve()))
+    src = rel
     if p.stat().st_size <= EMBED_VIDEO_MAX_BYTES:
-        data = base64.b64encode(p.read_bytes()).decode("ascii")
-        src = f"data:video/mp4;base64,{data}"
-    else:
-        src = html.escape(os.path.relpath(p.resolve(), out.parent.resolve()))
-    return f'<video controls width="512" src="{src}"></video><p><a href="{html.escape(str(p))}">{html.escape(p.name)}</a></p>'
+        src = "data:video/mp4;base64," + base64.b64encode(p.read_bytes()).decode("ascii")
+    return f'<video controls width="512" src="{src}"></video><p><a href="{rel}">{html.escape(p.name)}</a></p>'
 
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
@@ -153,7 +158,8 @@ def write_report(path: str | Path, run: dict[str, Any], trajectory: dict[str, np
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     ok = run.get("success")
-    verdict = '<span class="ok">SUCCESS</span>' if ok else '<span class="bad">FAILED</span>'
+    text = run.get("verdict") or ("SUCCESS" if ok else "FAILED")  # names a scripted-expert fallback
+    verdict = f'<span class="{"ok" if ok else "bad"}">{html.escape(text)}</span>'
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>embodia run: {html.escape(run['instruction'])}</title>",
              f"<style>{CSS}</style></head><body>",
              f"<h1>“{html.escape(run['instruction'])}”</h1>",
@@ -177,9 +183,12 @@ def write_report(path: str | Path, run: dict[str, Any], trajectory: dict[str, np
             parts.append("<details><summary>reasoning</summary><pre>" + html.escape("\n".join(plan["reasoning"])) + "</pre></details>")
     if run.get("steps"):
         parts.append("<h2>Steps as executed</h2>")
-        rows = [s | {"step": f"{s['skill']}({', '.join(s['args'])})"} for s in run["steps"]]
-        parts.append(_table(rows, ["step_id", "step", "reason", "duration_s", "chunks", "skipped_actions",
-                                   "inference_latency_ms_p50", "interventions", "effects_ok", "next", "why"]))
+        # On the lockstep clock no inference is timed: the latency is the simulated one (--latency-ms).
+        lat = "inference_latency_ms_p50" + (" (simulated)" if run["mode"] == "lockstep" else "")
+        rows = [s | {"step": f"{s['skill']}({', '.join(s['args'])})", "outcome": s.get("outcome", s["reason"]),
+                     lat: s.get("inference_latency_ms_p50")} for s in run["steps"]]
+        parts.append(_table(rows, ["step_id", "step", "outcome", "duration_s", "chunks", "skipped_actions",
+                                   lat, "interventions", "effects_ok", "next", "why"]))
     parts.append("<h2>Video</h2>" + _video(run.get("video"), out))
     jp = joint_plot(trajectory, joint_names, run.get("steps", []))
     if jp:
