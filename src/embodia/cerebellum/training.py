@@ -30,7 +30,6 @@ from embodia.cerebellum.checkpoint import (
     save_checkpoint,
     save_tensors,
 )
-from embodia.cerebellum.children import die_with_parent
 from embodia.cerebellum.config import PolicyConfig
 from embodia.cerebellum.ensemble import ENSEMBLE_FILE
 from embodia.cerebellum.instruction_retrieval import retrieval_fields
@@ -44,6 +43,7 @@ from embodia.cerebellum.policy import (
     check_part,
     normalizer_modes,
 )
+from embodia.data.children import die_with_parent
 from embodia.data.layout import atomic_write_json
 from embodia.data.normalize import Normalizer
 from embodia.data.reader import DatasetReader
