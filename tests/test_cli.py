@@ -78,3 +78,20 @@ def test_scene_and_plan_reject_unknown_names():
     _one_line_error(runner.invoke(app, ["scene", "--embodiment", "foo"]), "unknown embodiment")
     _one_line_error(runner.invoke(app, ["plan", "pick up the red cube", "--skill", "juggle"]), "unknown skill")
     _one_line_error(runner.invoke(app, ["demo", "--task", "juggle"]), "unknown task")
+
+
+def test_version():
+    import embodia
+
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.stdout.strip() == f"embodia {embodia.__version__}"
+
+
+def test_the_sentence_encoder_loads_without_a_progress_bar(capfd):
+    from transformers.utils import logging as hf_logging
+
+    from embodia.cerebellum.language import LanguageEncoder
+
+    LanguageEncoder()
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()  # the caller's setting is back

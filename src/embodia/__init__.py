@@ -7,3 +7,17 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 __version__ = "0.1.0"
+
+ENV_ID = "embodia/Tabletop-v0"
+
+
+def _register_env() -> None:
+    """`gymnasium.make("embodia/Tabletop-v0")` must work after a plain `import embodia` (the
+    README's promise); the entry point is a string, so MuJoCo loads only when an env is made."""
+    import gymnasium as gym
+
+    if ENV_ID not in gym.registry:
+        gym.register(id=ENV_ID, entry_point="embodia.body.env:TabletopEnv")
+
+
+_register_env()

