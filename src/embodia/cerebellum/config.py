@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+import os
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
 
 FORMAT_VERSION = 1
 HEADS = ("flow", "tokens")
 # where the policy's object-state token comes from: nowhere, the learned estimator (images +
 # proprioception), or the simulator's privileged vector (an upper bound for analysis only)
 ENV_STATE_INPUTS = ("none", "estimated", "privileged")
+# integer fields that must be at least 1 (a checkpoint's config.json is read through the same checks)
+POSITIVE_INTS = ("image_size", "state_dim", "horizon", "n_action_steps", "d_model", "n_heads", "backbone_layers",
+                 "head_layers", "ff_mult", "estimator_width", "lang_dim", "flow_steps", "token_bins")
 
 
 @dataclass
@@ -83,6 +90,28 @@ class PolicyConfig:
     freeze_hf_backbone: bool = True  # False fine-tunes the HF vision tower with everything else
 
     def __post_init__(self) -> None:
+        if isinstance(self.hf_backbone, os.PathLike):
+            self.hf_backbone = str(self.hf_backbone)  # a Path would not survive config.json
+        _check_field_types(self)
+        for name in POSITIVE_INTS:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("action_dim", "env_state_dim", "keypoints", "estimator_keypoints", "lang_tokens"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.control_rate_hz > 0:
+            raise ValueError(f"control_rate_hz must be > 0, got {self.control_rate_hz}")
+        for name in ("flow_temperature", "env_state_noise", "aux_weight", "estimator_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.flow_sigma > 0 or len(self.flow_beta) != 2 or not all(b > 0 for b in self.flow_beta):
+            raise ValueError(f"flow_sigma and both flow_beta values must be > 0, got {self.flow_sigma}, "
+                             f"{list(self.flow_beta)}")
+        if self.temporal_ensemble is not None and self.temporal_ensemble < 0:
+            raise ValueError(f"temporal_ensemble must be >= 0 or null, got {self.temporal_ensemble}")
+        if self.camera_projection and (len(self.camera_projection) != 3
+                                       or any(len(row) != 4 for row in self.camera_projection)):
+            raise ValueError("camera_projection must be a 3x4 matrix or empty")
         if self.head not in HEADS:
             raise ValueError(f"unknown head {self.head!r}; heads: {list(HEADS)}")
         if self.env_state_input not in ENV_STATE_INPUTS:
@@ -97,8 +126,6 @@ class PolicyConfig:
         self.flow_beta = tuple(self.flow_beta)
         if self.env_state_names and len(self.env_state_names) != self.env_state_dim:
             raise ValueError(f"env_state_names has {len(self.env_state_names)} names for env_state_dim {self.env_state_dim}")
-        if self.hf_backbone is not None:
-            self.hf_backbone = str(self.hf_backbone)  # a Path would not survive config.json
 
     @property
     def env_names(self) -> list[str]:
@@ -125,3 +152,45 @@ class PolicyConfig:
         if unknown:
             raise ValueError(f"checkpoint config has unknown fields {unknown}")
         return cls(**d)
+
+
+def _conforms(value: object, hint: object) -> bool:
+    """Whether a (JSON-read) value has the declared type; floats must be finite, and a bool
+    is not a number."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_conforms(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is list:
+        return isinstance(value, list) and all(_conforms(v, args[0]) for v in value)
+    if origin is tuple:  # (JSON has no tuple: a list is read as one)
+        return isinstance(value, (list, tuple)) and all(_conforms(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(_conforms(k, args[0]) and _conforms(v, args[1])
+                                               for k, v in value.items())
+    raise TypeError(f"no check for type {hint!r}")  # a new field type: teach _conforms about it
+
+
+def _check_field_types(cfg: PolicyConfig) -> None:
+    """Every field has its declared type (config.json can hold anything: null cameras, a NaN
+    control rate); the error names the field."""
+    hints = typing.get_type_hints(PolicyConfig)
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if not _conforms(value, hints[f.name]):
+            shown = repr(value)
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            raise ValueError(f"{f.name} must be {_type_name(hints[f.name])}, got {shown}")
+
+
+def _type_name(hint: object) -> str:
+    return getattr(hint, "__name__", None) if typing.get_origin(hint) is None else str(hint).replace("typing.", "")
