@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -15,6 +15,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from embodia.runtime import DEFAULT_AGENT_CHECKPOINT
+
+if TYPE_CHECKING:
+    from embodia.brain.plan import Plan
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="embodia: brain, cerebellum, data, body, runtime and serving for robots.")
@@ -622,7 +625,7 @@ def _seeded_scene(embodiment: str, skill: str, seed: int):
         env.close()
 
 
-def _confirm_unverified_on_terminal(plan) -> bool:
+def _confirm_unverified_on_terminal(plan: Plan) -> bool:
     """Shows a plan the grammar could not check and asks the person (stderr; no = refuse)."""
     err.print(f"[bold yellow]unverified plan[/] for \"{plan.instruction}\" (its goals could not be checked):")
     for i, s in enumerate(plan.steps, 1):

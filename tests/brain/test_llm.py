@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from embodia.brain.llm import LLMError, LLMPlanner, parse_reply
+from embodia.brain.plan import Plan
 from embodia.brain.refusal import Refusal
 
 SERVER = Path(__file__).with_name("chat_server.py")
@@ -102,3 +103,67 @@ def test_parse_reply_errors():
         parse_reply('{"plan": []}')
     with pytest.raises(ValueError, match="list of object names"):
         parse_reply('{"steps": [{"skill": "pick", "args": "red_cube"}]}')
+
+
+UNREADABLE = "relocate the red cube into the bowl"  # the grammar knows no such verb
+
+
+def test_unverifiable_llm_plan_is_refused_by_default(chat_server, scenes, planner):
+    url, log = chat_server([VALID])
+    llm = LLMPlanner(base_url=url, model="tiny", grounder=planner.parser.grounder)
+    with pytest.raises(Refusal) as e:
+        llm.plan(UNREADABLE, scenes["pick/0"])
+    assert e.value.kind == "unsupported" and "could not be checked" in e.value.reason
+    assert "--confirm-unverified" in e.value.reason
+    assert not log.exists()  # the model is not even asked
+    unverified = Plan(UNREADABLE, [], [], [], "llm")  # what an opted-in planner hands the monitor
+    with pytest.raises(Refusal, match="confirmation"):
+        llm.replan(unverified, scenes["pick/0"])
+
+
+def test_unverifiable_llm_plan_is_accepted_only_when_confirmed(chat_server, scenes, planner):
+    url, log = chat_server([VALID])
+    asked: list[Plan] = []
+
+    def decline(p: Plan) -> bool:
+        asked.append(p)
+        return False
+
+    llm = LLMPlanner(base_url=url, model="tiny", grounder=planner.parser.grounder, confirm=decline)
+    with pytest.raises(Refusal, match="not confirmed"):
+        llm.plan(UNREADABLE, scenes["pick/0"])
+    assert asked[0].skills == [("pick", ("red_cube",)), ("place", ("red_cube", "bowl"))]
+    llm.confirm = lambda p: True
+    plan = llm.plan(UNREADABLE, scenes["pick/0"])
+    assert plan.goals == [] and "confirmed by the person" in plan.reasoning[-1]
+    assert any(r.startswith("goals not checked") for r in plan.reasoning)
+    assert llm.replan(plan, scenes["pick/0"]).skills == plan.skills
+    flag = LLMPlanner(base_url=url, model="tiny", grounder=planner.parser.grounder, accept_unverified=True)
+    assert "accept_unverified" in flag.plan(UNREADABLE, scenes["pick/0"]).reasoning[-1]
+    # a readable instruction never asks
+    llm.confirm = decline
+    asked.clear()
+    assert llm.plan("put the red cube in the bowl", scenes["pick/0"]).goals and not asked
+
+
+def test_cli_plan_asks_before_accepting_an_unverifiable_llm_plan(chat_server):
+    from typer.testing import CliRunner
+
+    from embodia.cli import app
+
+    url, _ = chat_server([VALID])
+    base = ["plan", UNREADABLE, "--planner", "llm", "--base-url", url, "--model", "tiny", "--json"]
+    runner = CliRunner()
+    r = runner.invoke(app, base)
+    assert r.exit_code == 1 and json.loads(r.stdout)["refusal"]["kind"] == "unsupported"
+    r = runner.invoke(app, [*base, "--confirm-unverified"], input="n\n")
+    assert r.exit_code == 1 and "not confirmed" in _json_after_echo(r.stdout)["refusal"]["reason"]
+    r = runner.invoke(app, [*base, "--confirm-unverified"], input="y\n")
+    assert r.exit_code == 0, r.output
+    assert _json_after_echo(r.stdout)["plan"]["steps"][0]["skill"] == "pick"
+    assert "unverified plan" in r.stderr and "pick(red_cube)" in r.stderr
+
+
+def _json_after_echo(stdout: str) -> dict:
+    """CliRunner echoes the typed answer to stdout (a terminal shows it instead)."""
+    return json.loads(stdout[stdout.index("{"):])

@@ -1,15 +1,18 @@
 import http.client
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from embodia.body.scene_graph import SceneGraph
-from embodia.brain.llm import LLMError
+from embodia.brain.llm import LLMError, LLMPlanner
 from embodia.brain.plan import Plan
 from embodia.brain.planner import make_planner
 from embodia.brain.refusal import Refusal
@@ -249,3 +252,27 @@ def test_planner_errors_are_not_502_unless_the_backend_failed():
         assert status == 422 and "no such arm" in body["message"]
         status, body = _post(svc, "/plan", {"instruction": "llm", "scene": EMPTY_SCENE})
         assert status == 502 and body["error"] == "planner_failed" and "secret-host" not in body["message"]
+
+
+def test_service_refuses_an_unverifiable_llm_plan_unless_started_to_accept_it(tmp_path, scene):
+    steps = [{"skill": "pick", "args": ["red_cube"]}, {"skill": "place", "args": ["red_cube", "bowl"]}]
+    (tmp_path / "replies.json").write_text(json.dumps([json.dumps({"steps": steps})]))
+    server = Path(__file__).parents[1] / "brain" / "chat_server.py"
+    proc = subprocess.Popen([sys.executable, str(server), str(tmp_path / "replies.json"),
+                             str(tmp_path / "log.jsonl")], stdout=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{int(proc.stdout.readline())}/v1"
+        grounder = make_planner("symbolic").parser.grounder
+        unreadable = "relocate the red cube into the bowl"
+        with BrainService(LLMPlanner(base_url=url, model="tiny", grounder=grounder), API_KEY,
+                          BrainServiceConfig(port=0)) as svc:
+            with pytest.raises(Refusal) as e:
+                RemoteBrain(svc.url, API_KEY).plan(unreadable, scene)
+            assert e.value.kind == "unsupported" and "could not be checked" in e.value.reason
+        with BrainService(LLMPlanner(base_url=url, model="tiny", grounder=grounder, accept_unverified=True),
+                          API_KEY, BrainServiceConfig(port=0)) as svc:
+            plan = RemoteBrain(svc.url, API_KEY).plan(unreadable, scene)
+            assert plan.skills[-1] == ("place", ("red_cube", "bowl")) and plan.goals == []
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

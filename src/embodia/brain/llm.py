@@ -6,6 +6,10 @@ says reaches the robot unchecked: the steps are replayed through the skills' pre
 the embodiment checks; when any check fails the model is told exactly why and asked again,
 a bounded number of times. Phrases the grounder cannot tie to the scene (unknown or
 ambiguous objects) are refused before the model is asked, so the model never guesses them.
+
+Wording the grammar cannot read at all ("relocate the red cube") has no goals to check the
+model's plan against: such an unverifiable plan is refused unless the caller opts in, either
+per plan (`confirm`, e.g. a question on a terminal) or once (`accept_unverified`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from embodia.body.embodiments import get_embodiment
@@ -30,6 +35,7 @@ from embodia.brain.symbolic import to_state
 from embodia.brain.validate import check, default_arm
 
 DEFAULT_KEY_ENV = "EMBODIA_LLM_API_KEY"
+UNVERIFIED_NOTE = "goals not checked: the grammar could not read the instruction"
 RULES = E.__doc__.split("Rules (the body's skills as its experts perform them):")[1].strip()
 
 
@@ -94,7 +100,8 @@ class Attempt:
 @dataclass
 class LLMPlanner:
     """`plan()` asks the endpoint, validates, and re-asks with the error (at most
-    `max_attempts` requests)."""
+    `max_attempts` requests). A plan whose goals cannot be checked is refused unless
+    `accept_unverified` is set or `confirm(plan)` returns True."""
 
     base_url: str
     model: str
@@ -106,6 +113,8 @@ class LLMPlanner:
     json_mode: bool = True
     reach: Reach | None = None
     grounder: Grounder | None = None
+    accept_unverified: bool = False  # run plans the grammar cannot check, without asking
+    confirm: Callable[[Plan], bool] | None = None  # asked about each unverifiable plan
     attempts: list[Attempt] = field(default_factory=list)  # the last plan() call's exchanges
 
     name = "llm"
@@ -141,12 +150,34 @@ class LLMPlanner:
         except Refusal as r:
             if r.kind != "unsupported":
                 raise
+            if not self.accept_unverified and self.confirm is None:  # do not even ask the model
+                raise Refusal("unsupported", r.phrase, f"{r.reason}; an LLM plan for it could not be "
+                              "checked against the instruction, so it is refused (accept it with "
+                              "--confirm-unverified / confirm=, or accept_unverified=True)", r.present) from None
             goals = None  # wording the grammar cannot read: the model may, goals unchecked
         plan = self._ask(instruction, state, goals, note)
         plan.planning_ms = (time.perf_counter() - t0) * 1000
+        return plan if goals is not None else self._accept_unverified(plan)
+
+    def _accept_unverified(self, plan: Plan) -> Plan:
+        """The opt-in: the config flag, or the person's answer to `confirm`; else a Refusal."""
+        if self.accept_unverified:
+            plan.reasoning.append("accepted unverified: accept_unverified is set")
+        elif self.confirm is not None and self.confirm(plan):
+            plan.reasoning.append("accepted unverified: confirmed by the person")
+        else:
+            raise Refusal("unsupported", plan.instruction, "the LLM's plan could not be checked against "
+                          "the instruction and was not confirmed")
         return plan
 
     def replan(self, plan: Plan, scene: SceneGraph | State, from_segment: int = 0) -> Plan:
+        if not plan.goals:  # an unverified plan: nothing to check a new one against either
+            if not self.accept_unverified and self.confirm is None:
+                raise Refusal("unsupported", plan.instruction, "the plan has no checked goals to replan "
+                              "towards; an unverifiable LLM plan needs confirmation")
+            new = self._ask(plan.instruction, to_state(scene, self.embodiment), None,
+                            "Part of the work is done or undone; plan the rest from the current scene.")
+            return self._accept_unverified(new)
         remaining = "; then ".join(", ".join(seg) for seg in plan.goals[from_segment:])
         state = to_state(scene, self.embodiment)
         segs = [[Literal.parse(g) for g in seg] for seg in plan.goals[from_segment:]]
@@ -182,8 +213,7 @@ class LLMPlanner:
                 error = str(r)
             self.attempts.append(Attempt(reply, error))
             if not error:
-                reasoning = (goals.notes if goals else ["goals not checked: the grammar could not read "
-                                                        "the instruction"])
+                reasoning = goals.notes if goals else [UNVERIFIED_NOTE]
                 reasoning = [*reasoning, *[f"attempt {i + 1} rejected: {a.error}"
                                            for i, a in enumerate(self.attempts) if a.error], *notes]
                 return Plan(instruction, steps, goals.as_text() if goals else [], reasoning, self.name,
