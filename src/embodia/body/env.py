@@ -135,6 +135,8 @@ class TabletopEnv(gym.Env):
         self.instructions = [S.instruction(s, a, self.sim.colours, classes, rng, self.instruction_split)
                              for s, a in self.plan]
         self.controller.reset()
+        if not opts.get("continue"):
+            self.sim.reset_quaternion_continuity()  # a new episode: the quaternion's hemisphere restarts
         self.step_index = 0
         self.elapsed = 0
         self._plan_done_at: int | None = None

@@ -98,10 +98,12 @@ class Simulation:
         self.gripper_geoms = frozenset(int(g) for g in np.flatnonzero(m.geom_contype == 2))
         self.active: tuple[str, ...] = ()
         self.colours: dict[str, str] = {}
+        self._quat_ref: dict[str, np.ndarray] = {}  # per arm: the last recorded ee quaternion
         self.reset_robot()
 
     # ------------------------------------------------------------------ robot
     def reset_robot(self, q: dict[str, np.ndarray] | None = None) -> None:
+        self.reset_quaternion_continuity()
         for name, h in self.arms.items():
             qa = np.array(h.spec.home) if q is None or name not in q else np.asarray(q[name])
             self.data.qpos[h.qadr] = qa
@@ -245,18 +247,39 @@ class Simulation:
         d.act[:], d.mocap_pos[:] = s.act, s.mocap_pos
         d.time = s.time
         self.active, self.colours = s.active, dict(s.colours)
+        self.reset_quaternion_continuity()
         mujoco.mj_forward(self.model, d)
 
     # ---------------------------------------------------------------- state
     def state_vector(self) -> np.ndarray:
-        """`observation.state` in the order of `Embodiment.state_names`."""
+        """`observation.state` in the order of `Embodiment.state_names`.
+
+        The end-effector quaternion (q and -q are the same rotation) is kept in one
+        hemisphere, continuous with the previous call: its sign makes the dot product with
+        the last reported quaternion non-negative. The first call after a reset
+        (`reset_quaternion_continuity`, run by `reset_robot`, `restore` and
+        `TabletopEnv.reset`) takes the hemisphere of the arm's `down_quat`. Why not w >= 0:
+        a top-down grasp has w near 0, so w >= 0 flipped ee_qx between +0.97 and -0.97 from
+        one frame to the next. Why `down_quat` to start: every episode then starts on the
+        same side, and its boundary (a hand turned 180 degrees from pointing down) is never
+        reached at the start. Both the recorded data and what a policy is fed (the env's and
+        the runtime's observations) come from here.
+        """
         parts = []
         for name, h in self.arms.items():
             pos, quat = self.tcp_pose(name)
-            if quat[0] < 0:
+            ref = self._quat_ref.get(name)
+            if ref is None:
+                ref = np.asarray(h.spec.down_quat, dtype=np.float64)
+            if float(np.dot(ref, quat)) < 0:
                 quat = -quat
+            self._quat_ref[name] = np.asarray(quat, dtype=np.float64).copy()
             parts += [self.data.qpos[h.qadr], [self.gripper_width(name)], pos, quat]
         return np.concatenate(parts).astype(np.float32)
+
+    def reset_quaternion_continuity(self) -> None:
+        """Forget the last reported quaternions: the next `state_vector` starts a new episode."""
+        self._quat_ref = {}
 
     def surface_height(self, name: str) -> float:
         """Height of the top support surface of a container or cube."""
