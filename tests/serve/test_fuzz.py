@@ -18,7 +18,8 @@ scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floa
 values = st.recursive(scalars, lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=30) | st.binary(max_size=8), kids, max_size=4), max_leaves=12)
 array_maps = st.fixed_dictionaries({
     b"__ndarray__": st.booleans(), b"data": st.binary(max_size=64),
-    b"dtype": st.sampled_from(["<f4", "|u1", "|O", "<U3", "|V4", "xx", "<f8", "|b1", b"<i4"]) | st.text(max_size=6),
+    b"dtype": st.sampled_from(["<f4", "|u1", "|O", "<U3", "|V4", "xx", "<f8", "|b1", b"<i4", ",0=", "(2,)f4",
+                               "f4,f4", "<M8[s]", "float32", ">f8"]) | st.text(max_size=6),
     b"shape": st.lists(st.integers(-3, 70), max_size=4) | values,
 })
 
@@ -50,7 +51,7 @@ def _valid(tiny_policy, seed=0):
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_fuzzed_messages_get_named_errors(conn, tiny_policy, data):
-    kind = data.draw(st.sampled_from(["bytes", "truncated", "structure", "array", "mutated_obs"]))
+    kind = data.draw(st.sampled_from(["bytes", "truncated", "structure", "array", "mutated_obs", "deep"]))
     if kind == "bytes":
         message = data.draw(st.binary(max_size=300))
     elif kind == "truncated":
@@ -60,6 +61,9 @@ def test_fuzzed_messages_get_named_errors(conn, tiny_policy, data):
         message = msgpack.packb(data.draw(values))
     elif kind == "array":
         message = msgpack.packb({"observation.state": data.draw(array_maps)})
+    elif kind == "deep":  # nesting around the depth budget, lists or maps
+        depth = data.draw(st.integers(1, 80))
+        message = (b"\x91" if data.draw(st.booleans()) else b"\x81\xa1k") * depth + b"\xc0"
     else:
         obs = make_obs(tiny_policy.cfg)
         key = data.draw(st.sampled_from(sorted(obs)))

@@ -1,18 +1,23 @@
 import json
+import logging
+import re
 import threading
+import time
 import urllib.error
 import urllib.request
 
+import msgpack
 import numpy as np
 import pytest
 from openpi_client.websocket_client_policy import WebsocketClientPolicy
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.sync.client import connect
 
+from embodia.serve.batching import BatchingConfig
 from embodia.serve.codec import packb, unpackb
 from embodia.serve.protocol import RequestError
-from embodia.serve.server import ServerConfig
-from tests.serve.conftest import API_KEY, make_obs
+from embodia.serve.server import BackgroundServer, ServerConfig
+from tests.serve.conftest import API_KEY, SMALL, EchoPolicy, PolicyConfig, make_obs
 
 
 def _http(port, path, key=None):
@@ -124,19 +129,27 @@ def _raw(port):
 def test_bad_requests_get_named_errors_and_the_connection_keeps_working(vla_server, tiny_policy):
     cfg = tiny_policy.cfg
     good = make_obs(cfg)
-    bad = {
-        "malformed": b"\xc1\x00garbage",
-        "bad_observation": packb({**good, "observation.state": np.zeros(3, np.float32)}),
-        "wrong_embodiment": packb({**good, "embodiment": "humanoid_upper"}),
-        "too_large": packb({**good, "padding": np.zeros(300 * 1024, np.uint8)}),
-    }
+    state = good["observation.state"]
+    odd_dtype = {b"__ndarray__": True, b"data": state.tobytes(), b"dtype": ",0=", b"shape": [15]}
+    bad = [
+        ("malformed", b"\xc1\x00garbage", "malformed"),
+        ("malformed", packb({**good, "observation.state": odd_dtype}), "array dtype ',0=' is not allowed"),
+        ("bad_observation", packb({**good, "observation.state": np.zeros(3, np.float32)}), r"\(15,\)"),
+        ("bad_observation", packb({**good, "observation.state": np.full(15, 1e300)}),
+         r"'observation.state'\[0\] = 1e\+300 is outside the float32 range"),
+        ("wrong_embodiment", packb({**good, "embodiment": "humanoid_upper"}), "humanoid_upper"),
+        ("too_large", packb({**good, "padding": np.zeros(300 * 1024, np.uint8)}), "exceeds the limit"),
+        ("too_large", msgpack.packb([{}] * 200_000), "more than 10000 items"),  # 200 KB, under the byte limit
+        ("too_large", b"\x91" * 100 + b"\xc0", "deeper than 32 levels"),
+    ]
     with _raw(vla_server.port) as ws:
-        for kind, message in bad.items():
+        for kind, message, match in bad:
             ws.send(message)
             reply = ws.recv(timeout=5)
             assert isinstance(reply, str), kind
             err = RequestError.from_frame(reply)
-            assert err.kind == kind and "Traceback" not in reply
+            assert err.kind == kind and "Traceback" not in reply, reply
+            assert match is None or re.search(match, err.message), (match, err.message)
         ws.send("a text frame")
         assert RequestError.from_frame(ws.recv(timeout=5)).kind == "malformed"
         ws.send(packb(good))
@@ -154,3 +167,141 @@ def test_payload_past_the_hard_cap_closes_only_that_connection(vla_server, tiny_
     other.send(packb(make_obs(tiny_policy.cfg)))
     assert "actions" in unpackb(other.recv(timeout=5))
     other.close()
+
+
+class RecordingEcho(EchoPolicy):
+    """EchoPolicy that remembers which instructions the model actually computed."""
+
+    def __init__(self, cfg: PolicyConfig, delay_s: float) -> None:
+        super().__init__(cfg, delay_s)
+        self.tasks: list[str] = []
+
+    def predict_chunk(self, batch: dict):
+        self.tasks += batch["task"]
+        return super().predict_chunk(batch)
+
+
+def _wait_for(cond, timeout=10.0):
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "condition not reached"
+        time.sleep(0.01)
+
+
+def test_requests_of_clients_that_went_away_are_dropped_and_their_slots_freed():
+    """Clients that send and disconnect (more of them than max_clients) cost no model time and
+    no slot: a real client connects and is answered without waiting for their work."""
+    cfg = PolicyConfig(**SMALL)
+    policy = RecordingEcho(cfg, delay_s=0.2)  # each model call is slow, one request per call
+    config = ServerConfig(port=0, warmup=False, max_clients=8, batching=BatchingConfig(max_batch=1))
+    n_gone = 24
+    with BackgroundServer(policy, API_KEY, config) as srv:
+        for i in range(n_gone):
+            ws = _raw(srv.port)  # before the fix the 9th connect got 503: slots held by gone clients
+            ws.send(packb(make_obs(cfg, seed=i, task="gone")))
+            ws.close()
+        _wait_for(lambda: srv.metrics()["client_gone"] == n_gone)
+        assert srv.metrics()["connections"]["open"] == 0  # every slot is free again
+        client = WebsocketClientPolicy("127.0.0.1", srv.port, api_key=API_KEY)
+        reply = client.infer(make_obs(cfg, task="real"))
+        assert reply["server_timing"]["queue_ms"] < 2000  # not behind 24 x 200 ms of dead work
+        computed_gone = policy.tasks.count("gone")
+        assert computed_gone <= 3 and policy.tasks[-1] == "real"
+        m = srv.metrics()
+        assert m["dropped_requests"] == n_gone - computed_gone  # every other one never reached the model
+
+
+def test_a_message_past_the_structure_budget_is_refused_while_others_are_served(echo_server):
+    """4 MiB of empty maps (msgpack alone spends seconds building them) is refused by the
+    budget walk; another client is served meanwhile."""
+    n = 4 * 2**20 - 5
+    flood = b"\xdd" + n.to_bytes(4, "big") + b"\x80" * n
+    cfg = echo_server.server.policy.cfg
+    client = WebsocketClientPolicy("127.0.0.1", echo_server.port, api_key=API_KEY)
+    out: dict[str, object] = {}
+
+    def attacker():
+        with _raw(echo_server.port) as ws:
+            ws.send(flood)
+            out["attacker"] = RequestError.from_frame(ws.recv(timeout=10))
+
+    t = threading.Thread(target=attacker)
+    t.start()
+    out["robot"] = client.infer(make_obs(cfg))["actions"].shape
+    t.join(20)
+    assert out["robot"] == (cfg.horizon, cfg.action_dim)
+    err = out["attacker"]
+    assert err.kind == "too_large" and "more than 10000 items" in err.message
+
+
+def test_decoding_runs_off_the_event_loop():
+    """With the budget raised so a huge message really takes a while to decode, a small request
+    sent after it is answered first: decoding does not hold the event loop."""
+    cfg = PolicyConfig(**SMALL)
+    config = ServerConfig(port=0, warmup=False, max_message_items=2**23)
+    n = 4 * 2**20 - 5
+    heavy = b"\xdd" + n.to_bytes(4, "big") + b"\x80" * n  # a list of 4 Mi empty maps
+    done: list[str] = []
+    with BackgroundServer(EchoPolicy(cfg), API_KEY, config) as srv:
+        robot = WebsocketClientPolicy("127.0.0.1", srv.port, api_key=API_KEY)
+
+        def heavy_sender():
+            with _raw(srv.port) as ws:
+                ws.send(heavy)
+                ws.recv(timeout=60)
+                done.append("heavy")
+
+        t = threading.Thread(target=heavy_sender)
+        t.start()
+        _wait_for(lambda: srv.metrics()["requests"] >= 1)  # the heavy message is being decoded
+        robot.infer(make_obs(cfg))
+        done.append("robot")
+        t.join(60)
+    assert done == ["robot", "heavy"]
+
+
+def test_api_keys_never_reach_the_log(echo_server, caplog):
+    """Not from the server's own lines, not from websockets' debug log (which prints the path
+    and every header): a key in the query string, the header, right or wrong."""
+    caplog.set_level(logging.DEBUG)
+    port = echo_server.port
+    in_url, token, wrong = "url-key-0123456789abcdef", "tok-0123456789abcdef", "wrong-key-0123456789zz"
+    client = WebsocketClientPolicy("127.0.0.1", port, api_key=API_KEY)
+    client.infer(make_obs(echo_server.server.policy.cfg))
+    with pytest.raises(InvalidStatus) as e:
+        connect(f"ws://127.0.0.1:{port}/ws?api_key={in_url}&token={token}", open_timeout=5)
+    assert e.value.response.status_code == 401 and b"not accepted" in e.value.response.body
+    with pytest.raises(InvalidStatus):
+        connect(f"ws://127.0.0.1:{port}", additional_headers={"Authorization": f"Api-Key {wrong}"}, open_timeout=5)
+    assert _http(port, f"/metrics?api_key={API_KEY}", API_KEY)[0] == 200
+    server_side = [r for r in caplog.records if r.name.startswith(("embodia", "websockets.server"))]
+    assert any("refused /ws?api_key=<redacted>&token=<redacted>" in r.getMessage() for r in server_side)
+    assert any("Authorization: <redacted>" in r.getMessage() for r in server_side)  # websockets' debug line
+    for r in server_side:
+        text = r.getMessage()
+        assert not any(secret in text for secret in (API_KEY, in_url, token, wrong)), text
+
+
+def test_an_observation_straight_from_tabletop_env_is_served(tiny_policy, caplog):
+    """TabletopEnv's observation carries observation.environment_state, which the policy does
+    not read: it is served, and the ignored key is logged once and counted in /metrics."""
+    from embodia.body.env import TabletopEnv
+
+    cfg = tiny_policy.cfg
+    env = TabletopEnv(skill="pick", cameras=tuple(cfg.cameras), image_size=cfg.image_size)
+    caplog.set_level(logging.INFO, logger="embodia.serve")
+    try:
+        with BackgroundServer(tiny_policy, API_KEY, ServerConfig(port=0)) as srv:
+            client = WebsocketClientPolicy("127.0.0.1", srv.port, api_key=API_KEY)
+            obs, _ = env.reset(seed=0)
+            assert "observation.environment_state" in obs
+            for _ in range(3):
+                actions = client.infer(obs)["actions"]
+                assert actions.shape == (cfg.horizon, cfg.action_dim) and np.isfinite(actions).all()
+                obs, *_ = env.step(actions[0])
+            _, m = _http(srv.port, "/metrics", API_KEY)
+    finally:
+        env.close()
+    assert m["ignored_keys"] == {"observation.environment_state": 3} and m["replies"] == 3
+    lines = [r.getMessage() for r in caplog.records if "observation.environment_state" in r.getMessage()]
+    assert len(lines) == 1 and "ignoring" in lines[0]

@@ -7,13 +7,21 @@ in the handshake hook, so a wrong or missing key costs a 401 and never reaches t
 from __future__ import annotations
 
 import hmac
+import logging
 import os
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ENV_VAR = "EMBODIA_API_KEY"
 SCHEME = "Api-Key"
 MIN_KEY_CHARS = 16
+REDACTED = "<redacted>"
+# query parameters and headers that carry credentials (a client may put its key in the URL)
+_SECRET_PARAM = re.compile(r"(?i)\b(api[_-]?key|key|token|access[_-]?token|auth|password|secret)=[^&#\s]*")
+_SECRET_HEADER = re.compile(r"(?i)\b(authorization|proxy-authorization|x-api-key|cookie)(\s*:\s*)[^\r\n]*")
 
 
 @dataclass(frozen=True)
@@ -56,3 +64,33 @@ def load_api_key(api_key_file: str | Path | None = None, environ: dict[str, str]
         return key
     key = (os.environ if environ is None else environ).get(ENV_VAR, "").strip()
     return key or None
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` without credentials: credential query parameters and header values become
+    <redacted>, and so does every occurrence of a known secret (the server's key)."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    text = _SECRET_PARAM.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
+    return _SECRET_HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+
+
+class RedactingLogger(logging.LoggerAdapter):
+    """A logger that formats each message and redacts it before it becomes a log record, so no
+    handler, level or formatter can see a key. Passed to websockets too, whose debug log
+    prints request paths and every header, Authorization included."""
+
+    def __init__(self, logger: logging.Logger | logging.LoggerAdapter, secrets: Iterable[str] = ()) -> None:
+        super().__init__(logger, {})
+        self._secrets = tuple(s for s in secrets if s)
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if not self.isEnabledFor(level):
+            return
+        try:
+            text = str(msg) % args if args else str(msg)
+        except (TypeError, ValueError, KeyError):
+            text = " ".join(map(str, (msg, *args)))
+        kwargs.setdefault("stacklevel", 2)
+        self.logger.log(level, "%s", redact(text, self._secrets), **kwargs)

@@ -53,15 +53,21 @@ class _Pending(Generic[T, R]):
 
 class Batcher(Generic[T, R]):
     """`await submit(item)` -> (result, BatchInfo). `fn(items) -> results` (same length) runs in
-    a dedicated thread; if it raises, every request in that batch gets the exception."""
+    a dedicated thread; if it raises, every request in that batch gets the exception.
+
+    Cancelling a `submit` (its client went away) drops the request before the model sees it:
+    a client that sends and disconnects costs nothing but a queue slot until it is collected.
+    `on_dropped(n)` counts such requests."""
 
     def __init__(self, fn: Callable[[list[T]], Sequence[R]], config: BatchingConfig,
                  expected_clients: Callable[[], int] = lambda: 1,
-                 on_batch: Callable[[int], None] | None = None) -> None:
+                 on_batch: Callable[[int], None] | None = None,
+                 on_dropped: Callable[[int], None] | None = None) -> None:
         self._fn = fn
         self.config = config
         self._expected = expected_clients
         self._on_batch = on_batch
+        self._on_dropped = on_dropped
         self._queue: asyncio.Queue[_Pending[T, R]] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embodia-model")
         self._task: asyncio.Task | None = None
@@ -89,13 +95,23 @@ class Batcher(Generic[T, R]):
         self._queue.put_nowait(_Pending(item, fut, time.perf_counter()))
         return await fut
 
+    def _keep(self, batch: list[_Pending[T, R]], p: _Pending[T, R]) -> None:
+        """Add p unless its client went away (its submit was cancelled)."""
+        if p.future.done():
+            if self._on_dropped is not None:
+                self._on_dropped(1)
+        else:
+            batch.append(p)
+
     async def _collect(self) -> list[_Pending[T, R]]:
         loop = asyncio.get_running_loop()
-        batch = [await self._queue.get()]
+        batch: list[_Pending[T, R]] = []
+        while not batch:
+            self._keep(batch, await self._queue.get())
         deadline = loop.time() + self.config.window_s
         while len(batch) < self.config.max_batch:
             try:
-                batch.append(self._queue.get_nowait())
+                self._keep(batch, self._queue.get_nowait())
                 continue
             except asyncio.QueueEmpty:
                 pass
@@ -103,10 +119,13 @@ class Batcher(Generic[T, R]):
             if len(batch) >= self._expected() or remaining <= 0:
                 break
             try:
-                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                self._keep(batch, await asyncio.wait_for(self._queue.get(), remaining))
             except TimeoutError:
                 break
-        return [p for p in batch if not p.future.done()]  # a client that went away
+        dropped = [p for p in batch if p.future.done()]  # went away while the batch was collected
+        if dropped and self._on_dropped is not None:
+            self._on_dropped(len(dropped))
+        return [p for p in batch if not p.future.done()]
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -34,6 +34,10 @@ class ServerMetrics:
     connections_total: int = 0
     batches: int = 0
     batched_requests: int = 0
+    client_gone: int = 0  # requests whose client disconnected before the reply
+    dropped_requests: int = 0  # ... of which the model never computed (dropped from the queue)
+    ignored_keys: Counter = field(default_factory=Counter)  # observation keys the policy does not read
+    max_ignored_keys: int = 64  # distinct keys tracked (a peer cannot grow this without bound)
     total_ms: deque = field(init=False)  # message received -> reply sent
     infer_ms: deque = field(init=False)  # model time of the batch the request rode in
     queue_ms: deque = field(init=False)  # waiting for the batch to start
@@ -46,6 +50,22 @@ class ServerMetrics:
     def record_batch(self, size: int) -> None:
         self.batches += 1
         self.batched_requests += size
+
+    def record_dropped(self, n: int) -> None:
+        self.dropped_requests += n
+
+    def record_ignored(self, keys: tuple[str, ...]) -> list[str]:
+        """Count ignored observation keys; returns those never seen before (to log once)."""
+        new = []
+        for k in keys:
+            k = k[:100]
+            if k not in self.ignored_keys:
+                if len(self.ignored_keys) >= self.max_ignored_keys:
+                    k = "<other>"
+                else:
+                    new.append(k)
+            self.ignored_keys[k] += 1
+        return new
 
     def record_reply(self, total_ms: float, infer_ms: float, queue_ms: float) -> None:
         self.replies += 1
@@ -60,6 +80,8 @@ class ServerMetrics:
             "errors": dict(self.errors), "errors_total": sum(self.errors.values()),
             "auth_failures": self.auth_failures,
             "connections": {"open": self.connections_open, "total": self.connections_total},
+            "client_gone": self.client_gone, "dropped_requests": self.dropped_requests,
+            "ignored_keys": dict(self.ignored_keys),
             "batches": self.batches,
             "mean_batch_size": round(self.batched_requests / self.batches, 3) if self.batches else None,
             "latency_ms": {"total": percentiles(self.total_ms), "infer": percentiles(self.infer_ms),

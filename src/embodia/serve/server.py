@@ -1,8 +1,11 @@
 """The policy server: a websocket endpoint (openpi-client compatible) over one VLA policy.
 
-One event loop does the I/O: handshake (API key, /healthz, /metrics), decoding, validation
-and replies; the model runs in the batcher's worker thread. A bad request costs its sender
-an error frame and nothing else: no other client, no server state, no traceback on the wire.
+One event loop does the I/O: handshake (API key, /healthz, /metrics) and replies; decoding
+and validation run in a small thread pool under a structure budget, and the model in the
+batcher's worker thread, so no message can stall the loop. A bad request costs its sender an
+error frame and nothing else: no other client, no server state, no traceback on the wire. A
+client that disconnects has its pending work dropped and its slot freed at once. Log lines
+never carry an API key (see `RedactingLogger`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import itertools
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -23,12 +27,13 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from embodia.serve.auth import SCHEME, ApiKeyAuth
+from embodia.serve.auth import SCHEME, ApiKeyAuth, RedactingLogger, redact
 from embodia.serve.background import BackgroundLoop
 from embodia.serve.batching import Batcher, BatchingConfig, Overloaded
-from embodia.serve.codec import Codec, DecodeError, unpackb
+from embodia.serve.codec import BudgetExceeded, Codec, DecodeError, DecodeLimits, unpackb
 from embodia.serve.metrics import ServerMetrics
 from embodia.serve.protocol import (
+    ENV_STATE,
     STATE,
     Observation,
     ObservationSpec,
@@ -55,6 +60,9 @@ class ServerConfig:
     host: str = "127.0.0.1"  # loopback unless asked otherwise
     port: int = 8000  # 0 picks a free port
     max_message_bytes: int = 4 * 2**20  # larger gets a "too_large" error reply
+    max_message_depth: int = 32  # nesting of maps/lists; deeper gets "too_large"
+    max_message_items: int = 10_000  # msgpack objects in one message; more gets "too_large"
+    decode_threads: int = 2  # decoding and validation run here, off the event loop
     max_clients: int = 256
     batching: BatchingConfig = field(default_factory=BatchingConfig)
     warmup: bool = True  # one model call before listening (loads the language model)
@@ -64,6 +72,10 @@ class ServerConfig:
     def transport_max_bytes(self) -> int:
         """Hard cap: past it the connection is closed (1009) instead of read into memory."""
         return 2 * self.max_message_bytes + 65536
+
+    @property
+    def decode_limits(self) -> DecodeLimits:
+        return DecodeLimits(self.max_message_bytes, self.max_message_depth, self.max_message_items)
 
 
 @dataclass
@@ -76,6 +88,7 @@ class Session:
     requests: int = 0
     errors: int = 0
     prev_total_ms: float | None = None  # openpi's server_timing field, per client
+    queued: bool = False  # the current request is in the batcher (else it is decoded or answered)
 
 
 def stack_batch(items: list[Observation], spec: ObservationSpec) -> dict[str, Any]:
@@ -84,6 +97,8 @@ def stack_batch(items: list[Observation], spec: ObservationSpec) -> dict[str, An
         "task": [o.task for o in items], "embodiment": [spec.embodiment] * len(items),
         STATE: torch.from_numpy(np.stack([o.state for o in items])),
     }
+    if spec.env_state_dim:
+        batch[ENV_STATE] = torch.from_numpy(np.stack([o.env_state for o in items]))
     for k in spec.image_keys:
         hwc = np.stack([o.images[k] for o in items])  # [B, H, W, 3], a fresh writable copy
         batch[k] = torch.from_numpy(hwc).permute(0, 3, 1, 2)
@@ -97,6 +112,9 @@ class PolicyServer:
         self.policy = policy
         self.config = config or ServerConfig()
         self.auth = ApiKeyAuth(api_key) if api_key is not None else None
+        secrets = (api_key,) if api_key else ()
+        self.log = RedactingLogger(log, secrets)
+        self._ws_log = RedactingLogger(logging.getLogger("websockets.server"), secrets)
         self.spec = spec_from_config(policy.cfg)
         self.metadata = make_metadata(policy.cfg, self.config.max_message_bytes).to_dict()
         self.metrics = ServerMetrics()
@@ -104,22 +122,25 @@ class PolicyServer:
         self._ids = itertools.count(1)
         self._server: Server | None = None
         self._batcher: Batcher[Observation, np.ndarray | RequestError] | None = None
+        self._decoder: ThreadPoolExecutor | None = None
         self.port: int | None = None
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> int:
         cfg = self.config
         self._batcher = Batcher(self._predict, cfg.batching, expected_clients=lambda: len(self.sessions),
-                                on_batch=self.metrics.record_batch)
+                                on_batch=self.metrics.record_batch, on_dropped=self.metrics.record_dropped)
+        self._decoder = ThreadPoolExecutor(cfg.decode_threads, thread_name_prefix="embodia-decode")
         if cfg.warmup:
             await asyncio.get_running_loop().run_in_executor(None, self._warmup)
         self._batcher.start()
         self._server = await serve(
             self._handler, cfg.host, cfg.port, compression=None, process_request=self._process_request,
             max_size=cfg.transport_max_bytes, ping_interval=cfg.ping_interval_s, server_header="embodia",
+            logger=self._ws_log,
         )
         self.port = self._server.sockets[0].getsockname()[1]
-        log.info("policy server for %s on ws://%s:%s", self.spec.embodiment, cfg.host, self.port)
+        self.log.info("policy server for %s on ws://%s:%s", self.spec.embodiment, cfg.host, self.port)
         return self.port
 
     async def close(self) -> None:
@@ -130,6 +151,9 @@ class PolicyServer:
         if self._batcher is not None:
             await self._batcher.close()
             self._batcher = None
+        if self._decoder is not None:
+            self._decoder.shutdown(wait=False, cancel_futures=True)
+            self._decoder = None
 
     async def serve_forever(self) -> None:
         await self.start()
@@ -162,7 +186,7 @@ class PolicyServer:
             try:
                 out += self._predict_batch([item])
             except Exception:
-                log.exception("policy failed on one observation")
+                self.log.exception("policy failed on one observation")
                 out.append(RequestError("inference_failed", "the policy failed on this observation"))
         return out
 
@@ -193,12 +217,13 @@ class PolicyServer:
         authorized = self.auth is None or self.auth.check(request.headers.get("Authorization"))
         if not authorized:
             self.metrics.auth_failures += 1
-            log.warning("refused %s %s from %s: missing or wrong API key", request.path[:80],
-                        "with a key" if request.headers.get("Authorization") else "without a key",
-                        connection.remote_address)
+            self.log.warning("refused %s %s from %s: missing or wrong API key", redact(request.path)[:120],
+                             "with a key" if request.headers.get("Authorization") else "without a key",
+                             connection.remote_address)
+            hint = " (in that header: a key in the URL is not accepted)" if "?" in request.path else ""
             response = self._json(connection, http.HTTPStatus.UNAUTHORIZED,
                                   {"error": "unauthorized",
-                                   "message": f"send 'Authorization: {SCHEME} <key>' with a valid key"})
+                                   "message": f"send 'Authorization: {SCHEME} <key>' with a valid key{hint}"})
             response.headers["WWW-Authenticate"] = SCHEME
             return response
         if path == "/metrics":
@@ -217,14 +242,27 @@ class PolicyServer:
         m.connections_open += 1
         m.connections_total += 1
         codec = Codec()
+        # Resolves when the peer is gone, even while this handler waits on the model.
+        closed = asyncio.ensure_future(ws.wait_closed())
         try:
             await ws.send(codec.pack(self.metadata))
             async for message in ws:
                 t0 = time.perf_counter()
                 session.requests += 1
                 m.requests += 1
+                answer = asyncio.ensure_future(self._answer(message, session, codec, t0))
+                await asyncio.wait((answer, closed), return_when=asyncio.FIRST_COMPLETED)
+                if not answer.done():  # the client went away: drop its queued work, free the slot
+                    queued = session.queued
+                    answer.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, RequestError):
+                        await answer
+                    m.client_gone += 1
+                    if not queued:  # gone while decoding: it never reaches the model
+                        m.record_dropped(1)  # (a queued one is counted by the batcher, or was computed)
+                    break
                 try:
-                    reply, infer_s, queue_s = await self._answer(message, session, codec, t0)
+                    reply, infer_s, queue_s = answer.result()
                 except RequestError as e:
                     session.errors += 1
                     m.errors[e.kind] += 1
@@ -237,6 +275,7 @@ class PolicyServer:
         except ConnectionClosed:
             pass
         finally:
+            closed.cancel()
             m.connections_open -= 1
             del self.sessions[session.id]
 
@@ -248,19 +287,22 @@ class PolicyServer:
             limit = self.config.max_message_bytes
             if len(message) > limit:
                 raise RequestError("too_large", f"message of {len(message)} bytes exceeds the limit of {limit} bytes")
-            try:
-                obj = unpackb(message)
-            except DecodeError as e:
-                raise RequestError("malformed", str(e)) from None
-            obs = validate_observation(obj, self.spec)
-            assert self._batcher is not None
+            assert self._decoder is not None and self._batcher is not None
+            obs = await asyncio.get_running_loop().run_in_executor(self._decoder, self._decode, message)
+            new = self.metrics.record_ignored(obs.ignored)
+            if new:
+                self.log.info("ignoring observation keys this policy does not read: %s (first from client %s)",
+                              new, session.id)
+            session.queued = True
             try:
                 result, info = await self._batcher.submit(obs)
             except Overloaded as e:
                 raise RequestError("overloaded", str(e)) from None
             except Exception:
-                log.exception("policy failed on a batch")
+                self.log.exception("policy failed on a batch")
                 raise RequestError("inference_failed", "the policy failed on this observation") from None
+            finally:
+                session.queued = False
             if isinstance(result, RequestError):
                 raise result
             timing = {"infer_ms": info.infer_s * 1e3, "queue_ms": info.queue_s * 1e3,
@@ -272,8 +314,19 @@ class PolicyServer:
         except RequestError:
             raise
         except Exception:  # a bug of ours: log it here, say nothing specific on the wire
-            log.exception("internal error while answering client %s", session.id)
+            self.log.exception("internal error while answering client %s", session.id)
             raise RequestError("internal", "internal server error") from None
+
+    def _decode(self, message: bytes) -> Observation:
+        """Decode and validate one message (in the decode pool): the structure budget bounds
+        the work whatever the peer sends."""
+        try:
+            obj = unpackb(message, self.config.decode_limits)
+        except BudgetExceeded as e:
+            raise RequestError("too_large", str(e)) from None
+        except DecodeError as e:
+            raise RequestError("malformed", str(e)) from None
+        return validate_observation(obj, self.spec)
 
 
 class BackgroundServer:
