@@ -95,3 +95,16 @@ def test_the_sentence_encoder_loads_without_a_progress_bar(capfd):
     LanguageEncoder()
     assert "Loading weights" not in capfd.readouterr().err
     assert hf_logging.is_progress_bar_enabled()  # the caller's setting is back
+
+
+def test_an_unwritable_output_folder_is_refused_before_the_run(tmp_path):
+    """Caught up front (one line, exit 2), not as a traceback after the episodes ran."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    for args, field in ((["eval", "--episodes", "1", "--video", str(blocker / "v")], "--video"),
+                        (["demo", "--out", str(blocker / "d")], "--out"),
+                        (["run", "pick up the red cube", "--policy", "expert", "--video", str(blocker / "r.mp4")],
+                         "--video"),
+                        (["run", "pick up the red cube", "--policy", "expert", "--report", str(blocker / "r.html")],
+                         "--report")):
+        _one_line_error(runner.invoke(app, args), field)

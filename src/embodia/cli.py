@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -46,6 +47,20 @@ def _fail(msg: str) -> None:
     """One line on stderr (not wrapped, not read as markup: messages quote lists) and exit 2."""
     err.print(f"[bold red]error:[/] {escape(msg)}", soft_wrap=True)
     raise typer.Exit(2)
+
+
+def _check_writable(flag: str, folder: Path | None) -> None:
+    """Refuses an output folder that cannot be written before the run, not after minutes of it."""
+    if folder is None:
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        _fail(f"{flag}: cannot create {folder} ({e.strerror})")
+    try:  # a real write: access() says yes to root even on read-only mounts and /proc
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as e:
+        _fail(f"{flag}: cannot write in {folder} ({e.strerror})")
 
 
 INSTRUCTION_SPLITS = ("train", "heldout", "all")  # TabletopEnv's instruction_split values
@@ -102,6 +117,7 @@ def eval_cmd(
         _fail(f"--instructions must be one of {', '.join(INSTRUCTION_SPLITS)}, got {instructions!r}")
     if task is not None and skill is not None:
         _fail("give either --skill or --task, not both")
+    _check_writable("--video", video)
     agent_factory, cameras, image_size = ExpertAgent, (), 96
     if policy != "expert":
         from embodia.cerebellum.checkpoint import load_checkpoint
@@ -188,6 +204,7 @@ def demo(
     embodiment: str = "arm7",
 ) -> None:
     """Run one multi-step task with the scripted experts, narrate it and save an mp4."""
+    _check_writable("--out", out_dir)
     from embodia.body.env import TabletopEnv
     from embodia.eval.rollout import ExpertAgent
     from embodia.eval.video import write_mp4
@@ -731,6 +748,8 @@ def run(
     from embodia.runtime.layers import RuntimeConfig
 
     asked = policy or DEFAULT_AGENT_CHECKPOINT  # as the person named it, for messages
+    _check_writable("--video", video and video.parent)
+    _check_writable("--report", report and report.parent)
     try:
         config = RuntimeConfig(control=ControlConfig(rate_hz=control_hz, blend=BlendConfig(blend)),
                                rtc=rtc, sim_latency_s=latency_ms / 1e3)
