@@ -32,7 +32,7 @@ def test_embodiments_json():
     r = runner.invoke(app, ["embodiments", "--json"])
     assert r.exit_code == 0
     names = [e["name"] for e in json.loads(r.stdout)]
-    assert names == ["arm7", "humanoid_upper"]
+    assert names == ["arm7", "humanoid_upper", "sawyer"]
 
 
 def test_demo_writes_video(tmp_path):

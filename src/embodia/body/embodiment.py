@@ -91,6 +91,12 @@ class Embodiment:
     max_ee_rotation: float = 0.3  # rad per control step
     description: str = ""
     extra: dict = field(default_factory=dict)
+    # A robot driven through another simulator's own interface (Meta-World's Sawyer: a
+    # mocap-driven hand, no joint commands) declares its own state names and action layouts
+    # instead of the per-arm joint layout below. Why: its observation and action are what
+    # that simulator gives and takes, and datasets must name them as they are.
+    custom_state_names: tuple[str, ...] | None = None
+    custom_action_layouts: tuple[ActionLayout, ...] = ()
 
     # -- layouts -----------------------------------------------------------------------
     @property
@@ -110,6 +116,8 @@ class Embodiment:
 
     @property
     def state_names(self) -> tuple[str, ...]:
+        if self.custom_state_names is not None:
+            return self.custom_state_names
         names: list[str] = []
         for a in self.arms:
             names += [f"{a.name}.{j}" for j in a.joints]
@@ -122,7 +130,20 @@ class Embodiment:
     def state_dim(self) -> int:
         return len(self.state_names)
 
+    @property
+    def action_spaces(self) -> tuple[str, ...]:
+        """The action spaces this robot takes (`ee_delta`, `joint_pos`, or its own)."""
+        if self.custom_action_layouts:
+            return tuple(a.name for a in self.custom_action_layouts)
+        return ACTION_SPACES
+
     def action_layout(self, space: str) -> ActionLayout:
+        if self.custom_action_layouts:
+            for layout in self.custom_action_layouts:
+                if layout.name == space:
+                    return layout
+            raise ValueError(f"unknown action space {space!r} for {self.name!r}; choose one of "
+                             f"{list(self.action_spaces)}")
         if space == "ee_delta":
             names, units, low, high, grip = [], [], [], [], []
             t, r = self.max_ee_translation, self.max_ee_rotation
@@ -161,6 +182,9 @@ class Embodiment:
 
     def arm_action_slice(self, space: str, arm: str) -> slice:
         """Where one arm's dims sit inside a flat action vector."""
+        if self.custom_action_layouts:
+            self.arm(arm)  # one arm: its layout is the whole vector
+            return slice(0, self.action_layout(space).dim)
         start = 0
         for a in self.arms:
             n = 7 if space == "ee_delta" else len(a.joints) + 1
@@ -176,5 +200,5 @@ class Embodiment:
             "arms": [a.name for a in self.arms],
             "cameras": [c.name for c in self.cameras],
             "state_names": list(self.state_names),
-            "action_spaces": {s: self.action_layout(s).to_dict() for s in ACTION_SPACES},
+            "action_spaces": {s: self.action_layout(s).to_dict() for s in self.action_spaces},
         }

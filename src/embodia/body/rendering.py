@@ -9,8 +9,9 @@ import numpy as np
 class SceneRenderer:
     """One MuJoCo renderer per image size, shared by every camera of that size."""
 
-    def __init__(self, model: mujoco.MjModel) -> None:
+    def __init__(self, model: mujoco.MjModel, skybox: bool = False) -> None:
         self.model = model
+        self.skybox = skybox  # costs nothing measurable (benchmarks/metaworld_render.py)
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
 
     def _get(self, height: int, width: int) -> mujoco.Renderer:
@@ -22,7 +23,7 @@ class SceneRenderer:
             r = mujoco.Renderer(self.model, height, width)
             r.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
             r.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
-            r.scene.flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = 0
+            r.scene.flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = int(self.skybox)
             self._renderers[key] = r
         return self._renderers[key]
 

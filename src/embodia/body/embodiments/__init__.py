@@ -20,7 +20,12 @@ def _modules() -> dict[str, Callable[[], ModuleType]]:
 
         return mod
 
-    return {"arm7": arm7, "humanoid_upper": humanoid_upper}
+    def sawyer() -> ModuleType:
+        from embodia.body.embodiments import sawyer as mod
+
+        return mod
+
+    return {"arm7": arm7, "humanoid_upper": humanoid_upper, "sawyer": sawyer}
 
 
 def list_embodiments() -> list[str]:
