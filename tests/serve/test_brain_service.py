@@ -196,7 +196,7 @@ def test_every_reply_has_exactly_one_content_type(service, scene):
 
 
 def test_half_sent_requests_neither_block_others_nor_stay_open(scene):
-    cfg = BrainServiceConfig(port=0, header_timeout_s=0.5, body_timeout_s=0.5)
+    cfg = BrainServiceConfig(port=0, header_timeout_s=2.0, body_timeout_s=2.0)
     with BrainService(make_planner("symbolic"), API_KEY, cfg) as svc:
         half_head = [socket.create_connection(("127.0.0.1", svc.port)) for _ in range(20)]
         for s in half_head:
@@ -206,9 +206,9 @@ def test_half_sent_requests_neither_block_others_nor_stay_open(scene):
                           "Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"instr".encode())
         t0 = time.monotonic()
         plan = RemoteBrain(svc.url, API_KEY, timeout_s=5).plan("put the red cube in the bowl", scene)
-        assert plan.skills and time.monotonic() - t0 < 1.0  # not queued behind the half-sent ones
+        assert plan.skills and time.monotonic() - t0 < 1.5  # not held until their 2 s deadline
         for s in [*half_head, half_body]:
-            s.settimeout(3.0)
+            s.settimeout(5.0)
         assert b" 408 " in half_body.recv(4096).split(b"\r\n")[0]
         for s in half_head:
             assert s.recv(4096) == b""  # dropped by the server
