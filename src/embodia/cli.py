@@ -316,6 +316,15 @@ def train(
              "frames gives (default 1 each)")] = None,
     ema: Annotated[float | None, typer.Option(
         help="ship an exponential moving average of the weights with this decay per step (e.g. 0.999)")] = None,
+    flow_temperature: Annotated[float, typer.Option(
+        min=0.0, help="inference setting written to config.json: scale of the flow's sampling noise "
+                      "(the shipped checkpoints: 0)")] = 1.0,
+    occlusion_hold: Annotated[bool, typer.Option(
+        help="inference setting written to config.json: objects the hand hides keep their last seen "
+             "position (needs --env-state-input estimated)")] = False,
+    instruction_retrieval: Annotated[bool, typer.Option(
+        help="inference setting written to config.json: act on the nearest training instruction that "
+             "names the same objects")] = False,
     hf_backbone: Annotated[Path | None, typer.Option(
         help="local Hugging Face VLM folder (SigLIP/CLIP-style) whose vision tower replaces the CNN")] = None,
     finetune_hf_backbone: Annotated[bool, typer.Option(help="train the HF vision tower too (default: frozen)")] = False,
@@ -328,7 +337,7 @@ def train(
 ) -> None:
     """Train a language-conditioned VLA policy from datasets (CUDA when present, else the CPU)."""
     from embodia.cerebellum.config import PolicyConfig
-    from embodia.cerebellum.training import TrainConfig
+    from embodia.cerebellum.training import TrainConfig, TrainingPartFailed
     from embodia.cerebellum.training import train as run_train
     from embodia.data.metadata import DatasetMeta
 
@@ -346,7 +355,8 @@ def train(
                           action_dim=feats["action"]["shape"][0] if "action" in feats else 0,
                           horizon=horizon, d_model=d_model, dropout=dropout, drop_path=drop_path, control_rate_hz=float(meta.fps),
                           hf_backbone=str(hf_backbone.expanduser().resolve()) if hf_backbone else None,
-                          freeze_hf_backbone=not finetune_hf_backbone)
+                          freeze_hf_backbone=not finetune_hf_backbone, flow_temperature=flow_temperature,
+                          occlusion_hold=occlusion_hold, instruction_retrieval=instruction_retrieval)
         cfg = TrainConfig(data=dirs, out=str(out), policy=pc, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                           max_steps=max_steps, max_minutes=max_minutes, seed=seed, threads=threads,
                           estimator_data=[d for d in estimator_data.split(",") if d] if estimator_data else None,
@@ -369,7 +379,7 @@ def train(
                                 + f" {log['samples_per_s']:.0f} samples/s")
 
             summary = run_train(cfg, progress=progress)
-    except (FileNotFoundError, ValueError, KeyError) as e:
+    except (FileNotFoundError, ValueError, KeyError, TrainingPartFailed) as e:
         _fail(str(e))
     if as_json:
         print(json.dumps(summary, indent=2))

@@ -96,6 +96,37 @@ def test_cli_regularization_options_reach_the_checkpoint(tiny_ds, tmp_path):
     assert r.exit_code != 0 and "drop-path" in r.output and not (tmp_path / "bad").exists()
 
 
+def test_cli_writes_the_shipped_inference_settings_into_config_json(tiny_ds, tmp_path):
+    """The shipped checkpoints' flow_temperature 0, occlusion_hold and instruction_retrieval
+    come from `embodia train` flags (they were once set by hand), through the parallel parts'
+    graft; a bad value is refused before anything is written."""
+    common = ["train", "--data", str(tiny_ds.root), "--threads", "1", "--d-model", "32", "--horizon", "8", "--json"]
+    shipped = ["--flow-temperature", "0", "--occlusion-hold", "--instruction-retrieval"]
+    out = tmp_path / "shipped"
+    r = CliRunner().invoke(app, [*common, "--max-steps", "2", "--out", str(out), *shipped])
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["flow_temperature"], cfg["occlusion_hold"], cfg["instruction_retrieval"]) == (0.0, True, True)
+    assert cfg["known_instructions"]
+    for bad, named in ((["--flow-temperature", "-1"], "flow-temperature"),
+                       (["--flow-temperature", "nan"], "flow-temperature"),
+                       (["--occlusion-hold", "--env-state-input", "none"], "occlusion_hold")):
+        r = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "bad"), *bad])
+        assert r.exit_code == 2 and named in r.output, (bad, r.output)
+        assert not (tmp_path / "bad").exists()
+
+
+def test_a_resume_takes_the_inference_settings_from_its_command(tiny_ds, hash_language, tmp_path):
+    out = tmp_path / "ck"
+    train(_cfg(tiny_ds, out, part="action", max_steps=2))
+    assert load_checkpoint(out, language=hash_language).cfg.flow_temperature == 1.0
+    cfg = _cfg(tiny_ds, out, part="action", max_steps=3)
+    cfg.policy.flow_temperature, cfg.policy.occlusion_hold = 0.0, True
+    train(cfg)
+    resumed = load_checkpoint(out, language=hash_language).cfg
+    assert (resumed.flow_temperature, resumed.occlusion_hold) == (0.0, True)
+
+
 def test_the_estimator_can_train_on_a_subset_of_the_data(tiny_ds, tmp_path):
     """`estimator_data`: the estimator decodes only those datasets' cameras; the action part
     and the normalization still use every dataset, so both parts share one set of statistics."""

@@ -51,6 +51,9 @@ from embodia.data.stats import StreamingStats
 from embodia.data.windows import WindowConfig, WindowDataset
 
 PRECISIONS = ("fp32", "bf16")
+# config fields that change only how a trained policy acts: a resumed run takes them from its
+# command, not from the checkpoint it continues (they touch no weight)
+INFERENCE_FIELDS = ("flow_temperature", "occlusion_hold", "instruction_retrieval")
 MEMBER_SEED_STRIDE = 1_000_003  # member k trains with seed + k * stride (no overlap with seed + step)
 
 
@@ -143,6 +146,9 @@ class TrainConfig:
                                  f"> 0; not in data: {stray}, bad weights: {bad}")
         for part in ("action", "estimator") if self.parallel_parts else (self.part,):
             check_part(self.policy, part)
+        if self.policy.occlusion_hold and self.policy.env_state_input != "estimated":
+            raise ValueError(f"occlusion_hold holds the estimator's object positions; it needs env_state_input "
+                             f"'estimated', not {self.policy.env_state_input!r}")
 
 
 def folder_key(path: str | Path) -> str:
@@ -248,6 +254,8 @@ def build_datasets(cfg: TrainConfig) -> tuple[ConcatDataset, ConcatDataset | Non
         if pc.env_state_input == "estimated" and not pc.camera_projection:
             pc.camera_projection = fixed_camera_projection(pc)
     pc.known_instructions, pc.object_words = retrieval_fields([r.tasks for r in readers], pc.env_state_names)
+    if pc.instruction_retrieval and not pc.known_instructions:
+        raise ValueError("instruction_retrieval needs the datasets' instructions, and these datasets record none")
     for key in (STATE, ACTION):
         s = StreamingStats(readers[0].columns[key].shape[1], seed=cfg.seed)
         for r in readers:
@@ -404,6 +412,8 @@ def train(cfg: TrainConfig, progress: Callable[[dict], None] | None = None) -> d
         policy = load_checkpoint(out, language=language)
         if policy.cfg.head != cfg.policy.head:
             raise ValueError(f"{out} holds a {policy.cfg.head!r} policy, not {cfg.policy.head!r}")
+        for name in INFERENCE_FIELDS:
+            setattr(policy.cfg, name, getattr(cfg.policy, name))
         policy.train()
         st = json.loads((state_dir / "state.json").read_text())
     else:
