@@ -430,7 +430,7 @@ def collect(
                             cameras=camera_names(cameras), image_size=image_size, tier=tier, keep_failures=keep_failures,
                             perturb=perturb, slip=slip)
         if recover_from is not None:  # policy-in-the-loop lives above the cerebellum, not in data/
-            from embodia.recovery.collect import check_recovery, collect_recovery
+            from embodia.eval.recovery.collect import check_recovery, collect_recovery
 
             check_recovery(cfg, recover_from)
         with Progress(TextColumn(f"collect {cfg.name}"), BarColumn(), MofNCompleteColumn(),

@@ -6,7 +6,7 @@ from pathlib import Path
 import embodia.data
 
 FORBIDDEN = ("embodia.cerebellum", "embodia.brain", "embodia.runtime", "embodia.serve", "embodia.eval",
-             "embodia.recovery", "embodia.cli")
+             "embodia.eval.recovery", "embodia.cli")
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:

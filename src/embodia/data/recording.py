@@ -88,7 +88,7 @@ class CollectReport:
 
 class Lead(Protocol):
     """Something that acts on a freshly reset episode before the expert (a learned policy,
-    in `embodia.recovery`). Recording only drives it: data/ never knows what acts. It is
+    in `embodia.eval.recovery`). Recording only drives it: data/ never knows what acts. It is
     pickled to each worker batch, so it should load anything heavy lazily, in `run`."""
 
     def env_max_steps(self, cfg: CollectConfig) -> int | None:

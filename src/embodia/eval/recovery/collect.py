@@ -16,7 +16,7 @@ from typing import Any
 from embodia.body.skills import get_skill
 from embodia.body.tasks import get_task
 from embodia.data.recording import CollectConfig, CollectReport, collect
-from embodia.recovery.handover import (
+from embodia.eval.recovery.handover import (
     GRASP_SETTLE_STEPS,
     POLICY_BUDGET,
     check_handover_skill,
@@ -83,7 +83,7 @@ class PolicyLead:
 def collect_recovery(cfg: CollectConfig, checkpoint: str | Path,
                      progress: Callable[[int, int], None] | None = None) -> CollectReport:
     """Record the expert's recoveries from `checkpoint`'s states into `cfg.out` (see
-    recovery/handover.py for when the expert takes over); episodes the policy completes
+    eval/recovery/handover.py for when the expert takes over); episodes the policy completes
     itself are not recorded."""
     check_recovery(cfg, checkpoint)
     return collect(cfg, progress=progress, lead=PolicyLead(str(checkpoint), cfg.task))

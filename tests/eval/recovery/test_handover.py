@@ -7,8 +7,8 @@ from embodia.body.scene import CUBE_HALF
 from embodia.body.skills import get_skill
 from embodia.data.recording import CollectConfig
 from embodia.eval.rollout import ExpertAgent
-from embodia.recovery.collect import check_recovery, collect_recovery
-from embodia.recovery.handover import (
+from embodia.eval.recovery.collect import check_recovery, collect_recovery
+from embodia.eval.recovery.handover import (
     GRASP_SETTLE_STEPS,
     STACK_ALIGN_TOL,
     handover_step,
