@@ -1,10 +1,13 @@
 """Training the two parts of an object-centric policy apart (and at once, in two processes)."""
 
 import json
+import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
+import typer.main
 from typer.testing import CliRunner
 
 from embodia.cerebellum.checkpoint import load_checkpoint
@@ -372,3 +375,21 @@ def test_the_compiled_action_loss_gives_the_eager_loss_and_gradients(tiny_ds, ha
         assert torch.allclose(g, compiled_grads[n], rtol=1e-3, atol=1e-5), n
     summary = train(_cfg(tiny_ds, tmp_path / "ck", part="action", compile=True))
     assert summary["steps"] == 6 and summary["final_val_loss"] is not None
+
+
+@pytest.mark.parametrize("name", ["arm7_flow_d192_chain", "arm7_flow_d160_chain"])
+def test_the_reproduce_commands_pass_the_shipped_inference_settings(name):
+    """The README's `embodia train` uses only real flags, among them the three that make its
+    config.json's inference settings (shipped: flow_temperature 0, occlusion_hold, retrieval)."""
+    root = Path(__file__).resolve().parents[2] / "checkpoints" / name
+    if not root.exists():
+        pytest.skip(f"{root} is not in this tree")
+    command = re.search(r"embodia train (.*?)(?:\n(?!  )|$)", (root / "README.md").read_text().replace("\\\n", ""),
+                        re.S).group(1)
+    flags = set(re.findall(r"(?<!\S)(--[a-z0-9-]+)", command))
+    known = {o for p in typer.main.get_command(app).commands["train"].params for o in (*p.opts, *p.secondary_opts)}
+    assert flags <= known, flags - known
+    assert {"--flow-temperature", "--occlusion-hold", "--instruction-retrieval"} <= flags
+    assert re.search(r"--flow-temperature 0(?:\s|$)", command)
+    shipped = json.loads((root / "config.json").read_text())
+    assert (shipped["flow_temperature"], shipped["occlusion_hold"], shipped["instruction_retrieval"]) == (0.0, True, True)
