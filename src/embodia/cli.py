@@ -78,15 +78,114 @@ def camera_names(text: str | None) -> tuple[str, ...] | None:
     return names
 
 
+def _eval_suite(suite: str, policy: str, task: str | None, episodes: int, seed_start: int | None,
+                datasets: list[Path], video: Path | None, as_json: bool) -> None:
+    """`eval --suite`: the scripted experts or a checkpoint over a suite's tasks
+    (eval/suite_rollout.py), the experts' ceiling beside every result."""
+    from embodia.body.suites import get_suite
+    from embodia.eval.suite_rollout import (
+        EVAL_SEED_START,
+        CheckpointSuitePolicy,
+        SuiteEvalConfig,
+        check_seed_overlap,
+        checkpoint_datasets,
+        evaluate_suite,
+    )
+
+    _check_writable("--video", video)
+    start = EVAL_SEED_START if seed_start is None else seed_start
+    try:  # names, seeds and overlaps first: a typo costs one line, not a checkpoint load
+        cfg = SuiteEvalConfig(suite=suite, task=task or "mt10", episodes=episodes, seed_start=start, cameras=())
+        if policy != "expert":
+            datasets = [*datasets, *checkpoint_datasets(policy)]
+        check_seed_overlap(datasets, start, episodes)
+        bench = get_suite(suite)
+        if policy == "expert":  # the experts read the state: no rendering unless for --video
+            def policy_for(t, env):
+                return bench.make_expert(t, env)
+        else:
+            from embodia.cerebellum.checkpoint import load_checkpoint
+
+            learned = load_checkpoint(policy, embodiment=bench.embodiment)
+            pcfg = getattr(learned, "cfg", None)
+            cfg = SuiteEvalConfig(suite=suite, task=task or "mt10", episodes=episodes, seed_start=start,
+                                  cameras=tuple(getattr(pcfg, "cameras", (bench.camera,))),
+                                  image_size=getattr(pcfg, "image_size", None))
+            shared = CheckpointSuitePolicy(learned)  # one multi-task policy for every task
+
+            def policy_for(t, env):
+                return shared
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=as_json) as bar:
+        bars = {t: bar.add_task(t, total=episodes) for t in cfg.tasks}
+        report = evaluate_suite(cfg, policy_for, policy, video, progress=lambda t: bar.advance(bars[t]))
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    table = Table(title=f"{policy} on {suite} {cfg.task}, seeds {cfg.seeds.start}..{cfg.seeds.stop - 1}")
+    for col in ("task", "success", "wilson 95%", "mean length", "expert ceiling"):
+        table.add_column(col)
+    for name, r in report["tasks"].items():
+        lo, hi = r["wilson95"]
+        ceiling = r["expert_ceiling"]
+        table.add_row(name, f"{r['successes']}/{r['episodes']} ({r['success_rate']:.0%})", f"[{lo:.2f}, {hi:.2f}]",
+                      f"{r['mean_episode_length']:.1f}", f"{ceiling['success_rate']:.0%}" if ceiling else "-")
+    out.print(table)
+    ceiling = report["expert_ceiling"]["mean_success_rate"]
+    out.print(f"mean over tasks {report['mean_success_rate']:.1%}"
+              + (f" (scripted experts: {ceiling:.1%})" if ceiling is not None else ""))
+
+
+def _collect_suite(suite: str, task: str | None, out_dir: Path, episodes: int, seed_start: int, workers: int,
+                   cameras: tuple[str, ...] | None, image_size: int | None, tier: str, keep_failures: bool,
+                   as_json: bool) -> None:
+    """`collect --suite`: a suite's scripted experts into one dataset (data/suite_recording.py)."""
+    from embodia.data.suite_recording import SuiteCollectConfig, collect_suite
+
+    t0 = time.perf_counter()
+    try:
+        cfg = SuiteCollectConfig(out=out_dir, suite=suite, task=task or "mt10", episodes=episodes,
+                                 seed_start=seed_start, workers=workers, cameras=cameras, image_size=image_size,
+                                 tier=tier, keep_failures=keep_failures)
+        _check_writable("--out", out_dir)
+        with Progress(TextColumn(f"collect {suite} {cfg.task}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err) as bar:
+            job = bar.add_task("", total=episodes * len(cfg.tasks))
+            report = collect_suite(cfg, progress=lambda done, total: bar.update(job, completed=done))
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]: finished episodes are saved; run the same command to resume")
+        raise typer.Exit(130) from None
+    elapsed = time.perf_counter() - t0
+    summary = {"out": str(out_dir), "suite": suite, "tasks": cfg.tasks, "recorded": report.recorded,
+               "already_present": report.already_present, "failed_skipped": report.failed_skipped,
+               "frames": report.frames, "seconds": round(elapsed, 2),
+               "frames_per_s": round(report.frames / elapsed, 1) if elapsed > 0 else None}
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        err.print(f"recorded {report.recorded} episodes ({report.frames} frames) of {len(cfg.tasks)} task(s); "
+                  f"{report.already_present} were already there; {report.failed_skipped} failed episodes skipped")
+
+
 @app.command("eval")
 def eval_cmd(
     policy: Annotated[str, typer.Option(help="'expert' (scripted experts) or a checkpoint folder")] = "expert",
+    suite: Annotated[str | None, typer.Option(
+        help="an external benchmark (metaworld): --task is then its task or 'mt10', seeds default "
+             "to 100000..")] = None,
+    dataset: Annotated[list[Path] | None, typer.Option(
+        help="with --suite: a demonstration dataset whose recorded seeds evaluation must not "
+             "overlap (repeatable; a checkpoint's own training datasets are checked too)")] = None,
     embodiment: Annotated[str, typer.Option(help="arm7 | humanoid_upper")] = "arm7",
     skill: Annotated[str | None, typer.Option(help="a meta-skill, or 'all'")] = None,
     task: Annotated[str | None, typer.Option(help="a multi-step task instead of a skill")] = None,
     arm: Annotated[str | None, typer.Option(help="which arm acts (humanoid: left | right)")] = None,
     episodes: Annotated[int, typer.Option(min=1)] = 10,
-    seed_start: Annotated[int, typer.Option(min=0)] = 0,
+    seed_start: Annotated[int | None, typer.Option(min=0, help="default 0 (a suite: 100000)")] = None,
     instructions: Annotated[str, typer.Option(help="train | heldout | all paraphrases")] = "train",
     video: Annotated[Path | None, typer.Option(help="save one mp4 per episode here")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON to stdout")] = False,
@@ -106,6 +205,10 @@ def eval_cmd(
              "(default: the checkpoint's)")] = None,
 ) -> None:
     """Run seeded episodes and report success rate (Wilson 95%) and episode length."""
+    if suite is not None:
+        _eval_suite(suite, policy, task, episodes, seed_start, list(dataset or []), video, as_json)
+        return
+    seed_start = 0 if seed_start is None else seed_start
     from embodia.body.embodiments import get_embodiment
     from embodia.body.env import TabletopEnv
     from embodia.body.skills import SKILLS
@@ -391,6 +494,9 @@ def train(
 @app.command()
 def collect(
     out: Annotated[Path, typer.Option(help="dataset folder (created, or resumed)")],
+    suite: Annotated[str | None, typer.Option(
+        help="an external benchmark (metaworld): its scripted experts; --task is its task or "
+             "'mt10', --episodes counts per task")] = None,
     embodiment: str = "arm7",
     skill: Annotated[str, typer.Option(help="the meta-skill to record")] = "pick",
     task: Annotated[str | None, typer.Option(
@@ -404,7 +510,7 @@ def collect(
     cameras: Annotated[str | None, typer.Option(
         help="comma-separated; default all; 'none' records state and actions only (~6x faster: "
              "data for the action part, which reads no camera)")] = None,
-    image_size: Annotated[int, typer.Option(min=16, max=512)] = 96,
+    image_size: Annotated[int | None, typer.Option(min=16, max=512, help="default 96 (a suite: 84)")] = None,
     tier: Annotated[str, typer.Option(help="real | synthetic | human")] = "synthetic",
     keep_failures: Annotated[bool, typer.Option(help="also keep episodes that failed")] = False,
     perturb: Annotated[float, typer.Option(
@@ -420,6 +526,11 @@ def collect(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Record scripted-expert episodes into a LeRobot-v3 dataset (resumable, parallel)."""
+    if suite is not None:
+        _collect_suite(suite, task, out, episodes, seed_start, workers, camera_names(cameras), image_size,
+                       tier, keep_failures, as_json)
+        return
+    image_size = 96 if image_size is None else image_size
     from embodia.data.recording import CollectConfig
     from embodia.data.recording import collect as run_collect
 
@@ -618,8 +729,7 @@ def embodiments(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
     for s in specs:
         out.print(f"[bold]{s['name']}[/]: arms {s['arms']}, cameras {s['cameras']}, "
                   f"{s['control_rate_hz']} Hz, state {len(s['state_names'])}, "
-                  f"ee_delta {len(s['action_spaces']['ee_delta']['names'])}, "
-                  f"joint_pos {len(s['action_spaces']['joint_pos']['names'])}")
+                  + ", ".join(f"{k} {len(v['names'])}" for k, v in s["action_spaces"].items()))
 
 
 @app.command()
