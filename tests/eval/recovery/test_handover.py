@@ -6,7 +6,6 @@ from embodia.body.experts import Motion
 from embodia.body.scene import CUBE_HALF
 from embodia.body.skills import get_skill
 from embodia.data.recording import CollectConfig
-from embodia.eval.rollout import ExpertAgent
 from embodia.eval.recovery.collect import check_recovery, collect_recovery
 from embodia.eval.recovery.handover import (
     GRASP_SETTLE_STEPS,
@@ -16,6 +15,7 @@ from embodia.eval.recovery.handover import (
     run_policy_until_step,
     stack_offset,
 )
+from embodia.eval.rollout import ExpertAgent
 
 
 class ClosesAtOnce:
