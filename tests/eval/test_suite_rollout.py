@@ -60,7 +60,8 @@ def test_expert_report_fields():
     assert t["wilson95"][0] < 1.0 == t["wilson95"][1]
     assert r["seeds"] == [100000, 100001] and r["mean_success_rate"] == 1.0
     assert r["pooled"] == {"episodes": 2, "successes": 2, "wilson95": t["wilson95"]}
-    assert "expert_ceiling" in r and "command" in r["expert_ceiling"]["measured"]
+    assert t["expert_ceiling"]["success_rate"] == 1.0 == r["expert_ceiling"]["mean_success_rate"]
+    assert "--seed-start 100000" in r["expert_ceiling"]["measured"]["command"]
     json.dumps(r)
 
 
