@@ -206,6 +206,8 @@ def eval_cmd(
 ) -> None:
     """Run seeded episodes and report success rate (Wilson 95%) and episode length."""
     if suite is not None:
+        if skill is not None:
+            _fail("--suite evaluates the suite's tasks: give --task (a task name or 'mt10'), not --skill")
         _eval_suite(suite, policy, task, episodes, seed_start, list(dataset or []), video, as_json)
         return
     seed_start = 0 if seed_start is None else seed_start
@@ -527,6 +529,8 @@ def collect(
 ) -> None:
     """Record scripted-expert episodes into a LeRobot-v3 dataset (resumable, parallel)."""
     if suite is not None:
+        if perturb or slip or recover_from is not None:
+            _fail("--suite records the suite's own experts: --perturb, --slip and --recover-from do not apply")
         _collect_suite(suite, task, out, episodes, seed_start, workers, camera_names(cameras), image_size,
                        tier, keep_failures, as_json)
         return

@@ -128,3 +128,6 @@ def test_cli_collect_suite(tmp_path):
     assert json.loads(r.stdout)["recorded"] == 1
     r = runner.invoke(app, ["collect", "--suite", "metaworld", "--task", "juggle", "--out", str(out)])
     assert r.exit_code == 2 and "unknown Meta-World task 'juggle'" in r.output
+    r = runner.invoke(app, ["collect", "--suite", "metaworld", "--task", "reach", "--perturb", "0.01",
+                            "--out", str(out)])
+    assert r.exit_code == 2 and "--perturb" in r.output
