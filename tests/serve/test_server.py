@@ -236,28 +236,35 @@ def test_a_message_past_the_structure_budget_is_refused_while_others_are_served(
 
 def test_decoding_runs_off_the_event_loop():
     """With the budget raised so a huge message really takes a while to decode, a small request
-    sent after it is answered first: decoding does not hold the event loop."""
+    sent after it is answered first: decoding does not hold the event loop. On a loaded machine
+    one attempt can lose the race by chance, so the order must hold in one of three; with the
+    decode on the event loop it never does."""
     cfg = PolicyConfig(**SMALL)
     config = ServerConfig(port=0, warmup=False, max_message_items=2**23)
     n = 4 * 2**20 - 5
     heavy = b"\xdd" + n.to_bytes(4, "big") + b"\x80" * n  # a list of 4 Mi empty maps
-    done: list[str] = []
+    orders: list[list[str]] = []
     with BackgroundServer(EchoPolicy(cfg), API_KEY, config) as srv:
         robot = WebsocketClientPolicy("127.0.0.1", srv.port, api_key=API_KEY)
+        for attempt in range(3):
+            done: list[str] = []
 
-        def heavy_sender():
-            with _raw(srv.port) as ws:
-                ws.send(heavy)
-                ws.recv(timeout=60)
-                done.append("heavy")
+            def heavy_sender(done=done):
+                with _raw(srv.port) as ws:
+                    ws.send(heavy)
+                    ws.recv(timeout=60)
+                    done.append("heavy")
 
-        t = threading.Thread(target=heavy_sender)
-        t.start()
-        _wait_for(lambda: srv.metrics()["requests"] >= 1)  # the heavy message is being decoded
-        robot.infer(make_obs(cfg))
-        done.append("robot")
-        t.join(60)
-    assert done == ["robot", "heavy"]
+            t = threading.Thread(target=heavy_sender)
+            t.start()
+            _wait_for(lambda a=attempt: srv.metrics()["requests"] >= 2 * a + 1)  # heavy is being decoded
+            robot.infer(make_obs(cfg))
+            done.append("robot")
+            t.join(60)
+            orders.append(done)
+            if done == ["robot", "heavy"]:
+                break
+    assert ["robot", "heavy"] in orders, orders
 
 
 def test_api_keys_never_reach_the_log(echo_server, caplog):
