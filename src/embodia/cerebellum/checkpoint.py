@@ -16,12 +16,17 @@ from safetensors.torch import save as safetensors_bytes
 
 from embodia.cerebellum.config import PolicyConfig
 from embodia.cerebellum.ensemble import ENSEMBLE_FILE, PolicyEnsemble
+from embodia.cerebellum.generalist import GeneralistPolicy
 from embodia.cerebellum.language import LanguageEncoder
 from embodia.cerebellum.policy import ACTION, STATE, VLAPolicy
 from embodia.data.layout import atomic_write_bytes
 from embodia.data.normalize import Normalizer
 
 FILES = ("model.safetensors", "config.json", "stats.json")
+# config.json's `architecture`: which model the folder holds. A config without the field was
+# written before the general core existed and is the object-centric preset's.
+OBJECT_CENTRIC, GENERAL = "object-centric", "general"
+ARCHITECTURES = (OBJECT_CENTRIC, GENERAL)
 # the largest file a loader reads: JSON is read whole into memory, so a bound keeps a
 # symlink to a huge or endless file from eating it (shipped config.json: ~21 kB)
 MAX_JSON_BYTES = 64 * 2**20
@@ -76,20 +81,20 @@ def read_json_object(path: Path) -> dict[str, Any]:
     return obj
 
 
-def save_checkpoint(policy: VLAPolicy, path: str | Path, extra: dict | None = None) -> Path:
+def save_checkpoint(policy: VLAPolicy | GeneralistPolicy, path: str | Path, extra: dict | None = None) -> Path:
     """Write the three files atomically, the weights last (other files in the folder, such
-    as training state, are left alone)."""
+    as training state, are left alone). config.json names the architecture."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    atomic_write(path / "config.json",
-                 json.dumps(policy.cfg.to_dict() | {"extra": extra or {}}, indent=2).encode())
+    cfg = {"architecture": OBJECT_CENTRIC} | policy.cfg.to_dict()  # a general config names itself
+    atomic_write(path / "config.json", json.dumps(cfg | {"extra": extra or {}}, indent=2).encode())
     atomic_write(path / "stats.json", json.dumps(policy.normalizer.to_dict(), indent=2).encode())
     save_tensors(policy.state_dict(), path / "model.safetensors")
     return path
 
 
 def load_checkpoint(path: str | Path, language: LanguageEncoder | None = None,
-                    embodiment: str | None = None) -> VLAPolicy | PolicyEnsemble:
+                    embodiment: str | None = None) -> VLAPolicy | GeneralistPolicy | PolicyEnsemble:
     """A checkpoint folder -> its policy, validated; a folder with `ensemble.json` -> a
     `PolicyEnsemble` of the checkpoints it names (one language encoder shared). Anything
     wrong with a file raises CheckpointError naming the file and the field; a missing file
@@ -102,6 +107,13 @@ def load_checkpoint(path: str | Path, language: LanguageEncoder | None = None,
         raise FileNotFoundError(f"checkpoint {path} is missing {missing}")
     raw = read_json_object(path / "config.json")
     raw.pop("extra", None)
+    arch = raw.get("architecture", OBJECT_CENTRIC)
+    if arch not in ARCHITECTURES:
+        raise CheckpointError(f"{path / 'config.json'}: architecture must be one of {list(ARCHITECTURES)}, "
+                              f"got {arch!r}"[:300])
+    if arch == GENERAL:
+        return _load_general(path, raw, language, embodiment)
+    raw.pop("architecture", None)
     try:
         cfg = PolicyConfig.from_dict(raw)
     except (TypeError, ValueError) as e:
@@ -113,6 +125,36 @@ def load_checkpoint(path: str | Path, language: LanguageEncoder | None = None,
     try:
         policy = VLAPolicy(cfg, normalizer, language)
     except (TypeError, ValueError, KeyError, IndexError, RuntimeError) as e:
+        raise CheckpointError(f"{path / 'config.json'} describes no buildable policy: {str(e)[:300]}") from None
+    try:
+        policy.load_state_dict(weights, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path / 'model.safetensors'} does not match config.json: {str(e)[:300]}") from None
+    policy.eval()
+    return policy
+
+
+def _load_general(path: Path, raw: dict, language: LanguageEncoder | None, embodiment: str | None) -> GeneralistPolicy:
+    """A general-core checkpoint: its features and statistics must agree (widths), then the
+    weights must match the architecture the config describes."""
+    from embodia.cerebellum.generalist import GeneralistConfig, GeneralistPolicy
+
+    try:
+        cfg = GeneralistConfig.from_dict(raw)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path / 'config.json'}: {e}"[:400]) from None
+    if embodiment is not None and cfg.embodiment != embodiment:
+        raise CheckpointError(f"checkpoint {path} drives {cfg.embodiment!r}, not {embodiment!r}")
+    normalizer = _load_stats(path / "stats.json")
+    for key, dim in ((STATE, cfg.state_dim), (ACTION, cfg.action_dim)):
+        got = normalizer.features[key].shift.shape
+        if got != (dim,):
+            raise CheckpointError(f"{path / 'stats.json'}: statistics of {key!r} have shape {got}, but "
+                                  f"config.json's features give it {dim} values")
+    weights = load_tensors(path / "model.safetensors")
+    try:
+        policy = GeneralistPolicy(cfg, normalizer, language)
+    except (TypeError, ValueError, KeyError, IndexError, RuntimeError, ImportError) as e:
         raise CheckpointError(f"{path / 'config.json'} describes no buildable policy: {str(e)[:300]}") from None
     try:
         policy.load_state_dict(weights, strict=True)
