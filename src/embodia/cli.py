@@ -171,6 +171,34 @@ def _collect_suite(suite: str, task: str | None, out_dir: Path, episodes: int, s
                   f"{report.already_present} were already there; {report.failed_skipped} failed episodes skipped")
 
 
+def _check_general_on_tabletop(path: str, learned: object, embodiment: str, **preset_only: object) -> None:
+    """A general-core checkpoint drives the tabletop only where its dataset's features are what
+    TabletopEnv observes and takes: the state and action names of the embodiment, square
+    cameras of one size. Anything else is one line naming the field, before an episode runs."""
+    from embodia.body.embodiments import get_embodiment
+
+    given = [f"--{k.replace('_', '-')}" for k, v in preset_only.items() if v not in (None, False)]
+    if given:
+        _fail(f"{', '.join(given)} belong to the object-centric preset; {path} is a general-core checkpoint")
+    f, spec = learned.cfg.features, get_embodiment(embodiment)
+    try:
+        layout = spec.action_layout(learned.cfg.action_space)
+    except ValueError:
+        _fail(f"{path}: action space {learned.cfg.action_space!r} is not one {embodiment!r} takes "
+              f"({list(spec.action_spaces)})")
+    if list(f.state_names) != list(spec.state_names):
+        _fail(f"{path}: observation.state names {f.state_names[:4]}... are not {embodiment!r}'s "
+              f"({list(spec.state_names)[:4]}..., {spec.state_dim} values)")
+    if list(f.action_names) != list(layout.names):
+        _fail(f"{path}: action names {f.action_names} are not {embodiment!r}'s {layout.name} {list(layout.names)}")
+    unknown = [c for c in f.camera_names if c not in [cam.name for cam in spec.cameras]]
+    if unknown:
+        _fail(f"{path}: camera(s) {unknown} are not on {embodiment!r} ({[cam.name for cam in spec.cameras]})")
+    if f.cameras and not learned.cfg.image_size:
+        _fail(f"{path}: cameras {[(c.name, c.height, c.width) for c in f.cameras]} are not square and of one size, "
+              f"which the tabletop renders")
+
+
 @app.command("eval")
 def eval_cmd(
     policy: Annotated[str, typer.Option(help="'expert' (scripted experts) or a checkpoint folder")] = "expert",
@@ -231,9 +259,14 @@ def eval_cmd(
             learned = load_checkpoint(policy, embodiment=embodiment)
         except (FileNotFoundError, ValueError) as e:
             _fail(str(e))
-        if privileged_state and learned.object_state is None:
+        general = not hasattr(learned.cfg, "env_state_input")  # the general core (GeneralistPolicy)
+        if general:
+            _check_general_on_tabletop(policy, learned, embodiment, flow_temperature=flow_temperature,
+                                       occlusion_hold=occlusion_hold, instruction_retrieval=instruction_retrieval,
+                                       privileged_state=privileged_state)
+        elif privileged_state and learned.object_state is None:
             _fail(f"{policy} has no object state input to replace")
-        for c in learned.configs():  # an ensemble: every member
+        for c in (learned.configs() if not general else []):  # an ensemble: every member
             c.n_action_steps = n_action_steps or c.n_action_steps
             if flow_temperature is not None:
                 c.flow_temperature = flow_temperature
@@ -247,6 +280,10 @@ def eval_cmd(
                 c.instruction_retrieval = instruction_retrieval
             if privileged_state:
                 c.env_state_input = "privileged"
+        if general:
+            learned.cfg.n_action_steps = n_action_steps or learned.cfg.n_action_steps
+            if temporal_ensemble is not None:
+                learned.cfg.temporal_ensemble = temporal_ensemble
         cameras, image_size = tuple(learned.cfg.cameras), learned.cfg.image_size
 
         def agent_factory():
@@ -270,9 +307,11 @@ def eval_cmd(
                     "instructions": instructions, "results": {}}
     if policy != "expert":  # what the checkpoint ran with, overrides included
         c = learned.cfg
-        report["inference"] = {"n_action_steps": c.n_action_steps, "flow_temperature": c.flow_temperature,
-                               "object_state": c.env_state_input, "temporal_ensemble": c.temporal_ensemble,
-                               "occlusion_hold": c.occlusion_hold, "instruction_retrieval": c.instruction_retrieval}
+        report["inference"] = {"n_action_steps": c.n_action_steps, "temporal_ensemble": c.temporal_ensemble,
+                               **{k: getattr(c, a, None) for k, a in (
+                                   ("flow_temperature", "flow_temperature"), ("object_state", "env_state_input"),
+                                   ("occlusion_hold", "occlusion_hold"),
+                                   ("instruction_retrieval", "instruction_retrieval"))}}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=as_json) as bar:
         for kind, name in runs:
@@ -371,11 +410,83 @@ def parse_data_weights(text: str | None) -> dict[str, float] | None:
     return out
 
 
+def parse_head_options(text: str | None) -> dict:
+    """KEY=VALUE[,KEY=VALUE]: values read as JSON (numbers, true/false, lists), else strings."""
+    opts: dict = {}
+    for part in (text or "").split(","):
+        if not part:
+            continue
+        key, eq, value = part.partition("=")
+        if not eq or not key:
+            raise ValueError(f"--head-option: {part!r} is not KEY=VALUE")
+        try:
+            opts[key] = json.loads(value)
+        except json.JSONDecodeError:
+            opts[key] = value
+    return opts
+
+
+def _train_general(data: str, out: Path, head: str, head_option: str | None, cameras: str | None, encoder: str,
+                   encoder_width: int, keypoints: int, d_model: int, backbone_layers: int, head_layers: int,
+                   horizon: int, n_action_steps: int, temporal_ensemble: float | None, env_state_aux: float,
+                   dropout: float, batch_size: int, lr: float, weight_decay: float, max_steps: int,
+                   max_minutes: float, seed: int, threads: int | None, device: str, ema: float | None,
+                   precision: str, as_json: bool) -> None:
+    """`embodia train` without a preset: the general core on any LeRobot-v3 datasets."""
+    from embodia.cerebellum.general_training import GeneralTrainConfig, train_general
+
+    try:
+        cfg = GeneralTrainConfig(
+            data=[d for d in data.split(",") if d], out=str(out), head=head, head_options=parse_head_options(head_option),
+            cameras=[c for c in cameras.split(",") if c] if cameras else None, encoder=encoder,
+            encoder_width=encoder_width, keypoints=keypoints, d_model=d_model, backbone_layers=backbone_layers,
+            head_layers=head_layers, horizon=horizon, n_action_steps=n_action_steps,
+            temporal_ensemble=temporal_ensemble, env_state_aux=env_state_aux, batch_size=batch_size, lr=lr,
+            weight_decay=weight_decay, max_steps=max_steps, max_minutes=max_minutes, seed=seed, threads=threads,
+            device=device, ema_decay=ema, precision=precision)
+        if dropout:
+            raise ValueError("--dropout belongs to --preset object-centric (the general core's heads take "
+                             "--head-option dropout=P)")
+        with Progress(TextColumn("train {task.fields[info]}"), BarColumn(), TimeElapsedColumn(), console=err) as bar:
+            t = bar.add_task("", total=max_minutes * 60, info="")
+            start = time.perf_counter()
+
+            def progress(log: dict) -> None:
+                bar.update(t, completed=time.perf_counter() - start,
+                           info=f"step {log['step']} loss {log['loss']:.4f} {log['samples_per_s']:.0f} samples/s")
+
+            summary = train_general(cfg, progress=progress)
+    except (FileNotFoundError, ValueError, KeyError, ImportError) as e:
+        _fail(str(e))
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        err.print("trained: " + ", ".join(f"{k}={v}" for k, v in summary.items()))
+
+
 @app.command()
 def train(
     data: Annotated[str, typer.Option(help="dataset folder(s), comma-separated")],
     out: Annotated[Path, typer.Option(help="checkpoint folder (resumed if it exists)")],
-    head: Annotated[str, typer.Option(help="flow | tokens")] = "flow",
+    head: Annotated[str, typer.Option(help="the general core: flow | tokens | act | diffusion | l1; "
+                                           "--preset object-centric: flow | tokens")] = "flow",
+    preset: Annotated[str | None, typer.Option(
+        help="object-centric: the shipped arm7 policy (object-state estimator; needs "
+             "observation.environment_state). Default: the general core, any LeRobot-v3 dataset")] = None,
+    encoder: Annotated[str, typer.Option(help="general core: resnet (ResNet-18, GroupNorm, spatial softmax) | vit")
+                       ] = "resnet",
+    encoder_width: Annotated[int, typer.Option(min=1, help="general core: the ResNet's first-stage channels")] = 16,
+    keypoints: Annotated[int, typer.Option(min=1, help="general core: spatial-softmax keypoints per camera")] = 16,
+    backbone_layers: Annotated[int, typer.Option(min=1, help="general core: transformer layers over the tokens")] = 2,
+    head_layers: Annotated[int, typer.Option(min=1, help="general core: the head's decoder layers")] = 2,
+    n_action_steps: Annotated[int, typer.Option(min=1, help="general core: actions executed per chunk")] = 8,
+    temporal_ensemble: Annotated[float | None, typer.Option(
+        min=0.0, help="general core: ACT's temporal ensembling weight k (default: receding horizon)")] = None,
+    head_option: Annotated[str | None, typer.Option(
+        help="general core: KEY=VALUE[,KEY=VALUE] head options (JSON values), e.g. steps=10,prior=false")] = None,
+    env_state_aux: Annotated[float, typer.Option(
+        min=0.0, help="general core: weight of the auxiliary observation.environment_state regression "
+                      "(training only; used when every dataset records it)")] = 0.1,
     max_minutes: Annotated[float, typer.Option(min=0.1)] = 45.0,
     max_steps: Annotated[int, typer.Option(min=1)] = 100_000,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
@@ -390,7 +501,9 @@ def train(
         min=0.0, max=0.9, help="stochastic depth: the share of training samples for which each residual branch "
                                "of the prefix and the head is skipped")] = 0.0,
     horizon: int = 16,
-    cameras: str = "front,wrist",
+    cameras: Annotated[str | None, typer.Option(
+        help="camera names, comma-separated (default: every camera of the data; the object-centric preset: "
+             "front,wrist)")] = None,
     env_state_input: Annotated[str, typer.Option(
         help="object-state token: estimated (learned from the cameras) | privileged (simulator truth, "
              "analysis only) | none")] = "estimated",
@@ -441,6 +554,22 @@ def train(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Train a language-conditioned VLA policy from datasets (CUDA when present, else the CPU)."""
+    if preset not in (None, "object-centric"):
+        _fail(f"unknown preset {preset!r}; the presets are: object-centric")
+    if preset is None:
+        preset_only = {"--parallel-parts/--joint": parallel_parts is not None, "--estimator-data": estimator_data,
+                       "--hf-backbone": hf_backbone, "--occlusion-hold": occlusion_hold,
+                       "--instruction-retrieval": instruction_retrieval, "--action-members": action_members != 1,
+                       "--balance-skills": balance_skills, "--data-weight": data_weight, "--compile": compile_loss}
+        given = [k for k, v in preset_only.items() if v]
+        if given:
+            _fail(f"{', '.join(given)} belong to --preset object-centric; the general core does not take them")
+        _train_general(data, out, head, head_option, cameras, encoder, encoder_width, keypoints, d_model,
+                       backbone_layers, head_layers, horizon, n_action_steps, temporal_ensemble, env_state_aux,
+                       dropout, batch_size, lr, weight_decay, max_steps, max_minutes, seed, threads, device, ema,
+                       precision, as_json)
+        return
+    cameras = cameras or "front,wrist"
     from embodia.cerebellum.config import PolicyConfig
     from embodia.cerebellum.training import TrainConfig, TrainingPartFailed
     from embodia.cerebellum.training import train as run_train

@@ -75,7 +75,7 @@ def test_parallel_parts_graft_the_estimator_into_the_action_part(tiny_ds, hash_l
 
 
 def test_cli_trains_the_parts_in_parallel_by_default_and_jointly_on_request(tiny_ds, tmp_path):
-    common = ["train", "--data", str(tiny_ds.root), "--max-steps", "3", "--threads", "1", "--d-model", "32",
+    common = ["train", "--preset", "object-centric", "--data", str(tiny_ds.root), "--max-steps", "3", "--threads", "1", "--d-model", "32",
               "--horizon", "8", "--json"]
     r = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "par")])
     assert r.exit_code == 0, r.output
@@ -88,13 +88,13 @@ def test_cli_trains_the_parts_in_parallel_by_default_and_jointly_on_request(tiny
 
 def test_cli_regularization_options_reach_the_checkpoint(tiny_ds, tmp_path):
     out = tmp_path / "reg"
-    r = CliRunner().invoke(app, ["train", "--data", str(tiny_ds.root), "--max-steps", "2", "--threads", "1",
+    r = CliRunner().invoke(app, ["train", "--preset", "object-centric", "--data", str(tiny_ds.root), "--max-steps", "2", "--threads", "1",
                                  "--d-model", "32", "--horizon", "8", "--joint", "--out", str(out), "--json",
                                  "--drop-path", "0.2", "--dropout", "0.05", "--weight-decay", "0.01"])
     assert r.exit_code == 0, r.output
     cfg = json.loads((out / "config.json").read_text())
     assert (cfg["drop_path"], cfg["dropout"], cfg["extra"]["train"]["weight_decay"]) == (0.2, 0.05, 0.01)
-    r = CliRunner().invoke(app, ["train", "--data", str(tiny_ds.root), "--out", str(tmp_path / "bad"),
+    r = CliRunner().invoke(app, ["train", "--preset", "object-centric", "--data", str(tiny_ds.root), "--out", str(tmp_path / "bad"),
                                  "--drop-path", "1.5"])
     assert r.exit_code != 0 and "drop-path" in r.output and not (tmp_path / "bad").exists()
 
@@ -103,7 +103,7 @@ def test_cli_writes_the_shipped_inference_settings_into_config_json(tiny_ds, tmp
     """The shipped checkpoints' flow_temperature 0, occlusion_hold and instruction_retrieval
     come from `embodia train` flags (they were once set by hand), through the parallel parts'
     graft; a bad value is refused before anything is written."""
-    common = ["train", "--data", str(tiny_ds.root), "--threads", "1", "--d-model", "32", "--horizon", "8", "--json"]
+    common = ["train", "--preset", "object-centric", "--data", str(tiny_ds.root), "--threads", "1", "--d-model", "32", "--horizon", "8", "--json"]
     shipped = ["--flow-temperature", "0", "--occlusion-hold", "--instruction-retrieval"]
     out = tmp_path / "shipped"
     r = CliRunner().invoke(app, [*common, "--max-steps", "2", "--out", str(out), *shipped])
@@ -390,6 +390,7 @@ def test_the_reproduce_commands_pass_the_shipped_inference_settings(name):
     known = {o for p in typer.main.get_command(app).commands["train"].params for o in (*p.opts, *p.secondary_opts)}
     assert flags <= known, flags - known
     assert {"--flow-temperature", "--occlusion-hold", "--instruction-retrieval"} <= flags
+    assert re.search(r"--preset object-centric(?:\s|$)", command)  # the general core is the default now
     assert re.search(r"--flow-temperature 0(?:\s|$)", command)
     shipped = json.loads((root / "config.json").read_text())
     assert (shipped["flow_temperature"], shipped["occlusion_hold"], shipped["instruction_retrieval"]) == (0.0, True, True)

@@ -58,6 +58,15 @@ class ObservationSpec:
     state_dim: int
     max_task_chars: int = 1000
     env_state_dim: int = 0  # > 0: the policy reads ENV_STATE (a privileged policy), so it is required
+    # per camera (H, W), in the order of `cameras`, for a policy whose cameras differ in size (the
+    # general core reads each dataset camera at its own size); empty: all image_size x image_size
+    image_shapes: tuple[tuple[int, int], ...] = ()
+
+    def image_shape(self, i: int) -> tuple[int, int, int]:
+        """The (H, W, 3) the i-th camera's frames must have."""
+        if self.image_shapes:
+            return (*self.image_shapes[i], 3)
+        return (self.image_size, self.image_size, 3)
 
     @property
     def image_keys(self) -> tuple[str, ...]:
@@ -116,8 +125,8 @@ def validate_observation(obj: Any, spec: ObservationSpec) -> Observation:
     state = _float_vector(obj, STATE, spec.state_dim)
     env_state = _float_vector(obj, ENV_STATE, spec.env_state_dim) if spec.env_state_dim else None
     images = {}
-    want = (spec.image_size, spec.image_size, 3)
-    for k in spec.image_keys:
+    for i, k in enumerate(spec.image_keys):
+        want = spec.image_shape(i)
         img = obj[k]
         if not isinstance(img, np.ndarray):
             raise _bad(f"{k!r} must be a numpy array, got {type(img).__name__}")
@@ -184,11 +193,19 @@ def make_metadata(cfg: Any, max_message_bytes: int) -> Metadata:
             space = layout.to_dict() | {"dim": layout.dim}
     except ValueError:
         pass
+    features = getattr(cfg, "features", None)  # the general core's: what its dataset's info.json said
+    if features is not None and space.get("dim") == cfg.action_dim and "names" not in space:
+        space["names"] = list(features.action_names)
+    spec = spec_from_config(cfg)
     obs = {"image_keys": [IMAGE_PREFIX + c for c in cfg.cameras],
            "image_shape": [cfg.image_size, cfg.image_size, 3], "image_dtype": "uint8",
            "state_key": STATE, "state_dim": cfg.state_dim, "state_dtype": "float32",
            "task_keys": list(TASK_KEYS)}
-    env_dim = spec_from_config(cfg).env_state_dim
+    if spec.image_shapes:
+        obs["image_shapes"] = {k: list(spec.image_shape(i)) for i, k in enumerate(spec.image_keys)}
+    if features is not None:
+        obs["features"] = features.to_dict()
+    env_dim = spec.env_state_dim
     if env_dim:
         obs |= {"env_state_key": ENV_STATE, "env_state_dim": env_dim, "env_state_dtype": "float32"}
     return Metadata(embodiment=cfg.embodiment, action_space=space, action_dim=cfg.action_dim,
@@ -199,5 +216,8 @@ def make_metadata(cfg: Any, max_message_bytes: int) -> Metadata:
 
 def spec_from_config(cfg: Any) -> ObservationSpec:
     privileged = getattr(cfg, "env_state_input", "none") == "privileged"
+    features = getattr(cfg, "features", None)
+    shapes = tuple((c.height, c.width) for c in features.cameras) if features is not None else ()
     return ObservationSpec(cfg.embodiment, tuple(cfg.cameras), cfg.image_size, cfg.state_dim,
-                           env_state_dim=int(getattr(cfg, "env_state_dim", 0)) if privileged else 0)
+                           env_state_dim=int(getattr(cfg, "env_state_dim", 0)) if privileged else 0,
+                           image_shapes=shapes)

@@ -170,7 +170,7 @@ class PolicyServer:
     def _warmup(self) -> None:
         s = self.spec
         obs = Observation(np.zeros(s.state_dim, np.float32),
-                          {k: np.zeros((s.image_size, s.image_size, 3), np.uint8) for k in s.image_keys},
+                          {k: np.zeros(s.image_shape(i), np.uint8) for i, k in enumerate(s.image_keys)},
                           "warm up")
         self.policy.predict_chunk(stack_batch([obs], s))
 
