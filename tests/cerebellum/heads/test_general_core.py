@@ -191,3 +191,20 @@ def test_cli_trains_the_general_core_by_default_and_the_preset_on_request(so100_
     # the object-centric preset still refuses a robot outside the registry, by name
     r = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "p"), "--preset", "object-centric"])
     assert r.exit_code == 2 and "so100" in r.output
+
+
+def test_embodia_eval_drives_the_tabletop_with_a_general_checkpoint(tiny_ds, so100_ds, tmp_path, monkeypatch):
+    """Trained on arm7 tabletop data, the general core's features match the env's observation."""
+    monkeypatch.setattr(generalist_mod, "LanguageEncoder", HashLanguage)
+    train_tiny([tiny_ds.root], tmp_path / "arm7", "l1", max_steps=1)
+    r = CliRunner().invoke(app, ["eval", "--policy", str(tmp_path / "arm7"), "--skill", "pick", "--episodes", "1",
+                                 "--json"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout[r.stdout.index("{"):])
+    assert report["results"]["pick"]["episodes"] == 1 and report["inference"]["n_action_steps"] == 4
+    r = CliRunner().invoke(app, ["eval", "--policy", str(tmp_path / "arm7"), "--skill", "pick", "--episodes", "1",
+                                 "--occlusion-hold"])
+    assert r.exit_code == 2 and "--occlusion-hold belong to the object-centric preset" in r.output
+    train_tiny([so100_ds], tmp_path / "so100", "l1", max_steps=1)
+    r = CliRunner().invoke(app, ["eval", "--policy", str(tmp_path / "so100"), "--skill", "pick", "--episodes", "1"])
+    assert r.exit_code == 2 and "drives 'so100', not 'arm7'" in r.output
