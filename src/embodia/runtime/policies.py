@@ -118,7 +118,9 @@ class LearnedChunkPolicy:
             raise ValueError(f"execute must be in 1..{self.horizon}, got {self.execute}")
         self.cameras, self.image_size = tuple(cfg.cameras), cfg.image_size
         # the RTC continuation steers one flow head; an ensemble's average has none to steer
-        self.supports_rtc = rtc and cfg.head == "flow" and len(policy.configs()) == 1
+        # (and only the object-centric preset's FlowHead: the general core has no RTC continuation)
+        self.supports_rtc = (rtc and cfg.head == "flow" and len(policy.configs()) == 1
+                             and hasattr(cfg, "env_state_input"))
         self.rtc_soft = rtc_soft  # also pull the uncommitted overlap toward the old chunk (rtc.py)
         self._generator = torch.Generator().manual_seed(0)
         # a retried step first lifts the hand clear (retreat_chunk); None: retry from where it is
