@@ -76,7 +76,7 @@ class _FiLMResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         scale, bias = self.film(cond)[..., None].chunk(2, dim=1)
-        h = self.conv1(x) * scale + bias
+        h = self.conv1(x) * (1 + scale) + bias  # identity at init: a near-zero scale would mute the block
         return self.conv2(h) + self.skip(x)
 
 
