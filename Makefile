@@ -7,12 +7,21 @@ STAMP := $(VENV)/.installed-stamp
 export MUJOCO_GL ?= egl
 # torch==2.13.0 is a CPU wheel on this machine's disk; without it pip would fetch a CUDA build.
 PIP_FIND := $(if $(wildcard /opt/wheels/torch-*.whl),--find-links /opt/wheels,)
-# LeRobot's own dataset package (for the interop tests) needs torchvision, which cannot sit
-# beside our torch wheel: it gets a side venv of its own, used only by scripts/lerobot/.
-# It is large (~7.6 GB on x86_64, a CUDA torch build), so pip's cache is off: no second copy.
+# LeRobot (lerobot 0.6.1: dataset interop tests, the Meta-World comparison's ACT/diffusion
+# training, lerobot-eval, scripts/lerobot/) needs Python >= 3.12 and torchvision, which cannot sit
+# beside our torch wheel: it gets a side venv of its own, built from pyenv's 3.12 (LEROBOT_PYTHON
+# overrides). Meta-World is pinned to ours (metaworld 3.1.1, mujoco 3.3.0) so both venvs simulate
+# identically; lerobot[metaworld] pins metaworld==3.0.0 (pip refuses both), so the extra is
+# spelled out instead: lerobot[dataset] + scipy + our metaworld (+ diffusion: diffusers;
+# msgpack: scripts/lerobot/serve_policy.py's pipe). Large (~5.8 GB, a CUDA torch
+# build; ~4 min here), so pip's cache is off: no second copy.
 LEROBOT_VENV ?= .venv-lerobot
-LEROBOT_STAMP := $(LEROBOT_VENV)/.installed-stamp
-LEROBOT_PKGS := torch==2.9.1 torchvision==0.24.1 lerobot-dataset==0.4.4
+export LEROBOT_VENV
+LEROBOT_PYTHON ?= $(or $(lastword $(sort $(wildcard /root/.pyenv/versions/3.12.*/bin/python))),$(shell command -v python3.12 2>/dev/null))
+LEROBOT_PKGS := 'lerobot[training,dataset,diffusion]==0.6.1' 'scipy>=1.14,<2' metaworld==3.1.1 mujoco==3.3.0 \
+	torch==2.11.0 torchvision==0.26.0 msgpack==1.2.4
+# the stamp names the package list's hash: a changed list reinstalls
+LEROBOT_STAMP := $(LEROBOT_VENV)/.installed-$(shell echo "$(LEROBOT_PKGS)" | md5sum | cut -c1-10)
 # The public openpi client, for the policy server's compatibility tests. --no-deps: it pins
 # numpy<2 (and dm-tree, pillow for parts we do not use), yet its websocket client runs on numpy 2.
 OPENPI_CLIENT := openpi-client==0.1.2
@@ -30,7 +39,8 @@ $(STAMP): pyproject.toml scripts/install_system_deps.sh
 	@touch $(STAMP)
 
 $(LEROBOT_STAMP):
-	@test -x $(LEROBOT_VENV)/bin/python || $(PYTHON) -m venv $(LEROBOT_VENV)
+	@test -n "$(LEROBOT_PYTHON)" || { echo "lerobot-venv: no Python 3.12 found (looked for /root/.pyenv/versions/3.12.*/bin/python and python3.12); install one (pyenv install 3.12) or pass LEROBOT_PYTHON=/path/to/python3.12" >&2; exit 2; }
+	@$(LEROBOT_VENV)/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null || { rm -rf $(LEROBOT_VENV) && $(LEROBOT_PYTHON) -m venv $(LEROBOT_VENV); }
 	$(LEROBOT_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-cache-dir $(LEROBOT_PKGS)
 	@touch $(LEROBOT_STAMP)
 

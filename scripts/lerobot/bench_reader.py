@@ -1,6 +1,6 @@
 """Loader throughput of LeRobot's own reader: a DataLoader over LeRobotDataset, printed as JSON.
 
-Runs ONLY in the side venv (`make .venv-lerobot`; `.venv-lerobot/bin/python`):
+Runs ONLY in the side venv (`make lerobot-venv`; `.venv-lerobot/bin/python`, lerobot 0.6.1):
 
     .venv-lerobot/bin/python scripts/lerobot/bench_reader.py ROOT --batch 64 --workers 2 --horizon 16 --seconds 20
 
@@ -18,7 +18,7 @@ import time
 import warnings
 
 import torch
-from ledataset.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
+from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
 
 
 def main() -> None:

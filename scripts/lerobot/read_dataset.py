@@ -1,7 +1,7 @@
 """Read a LeRobot v3 dataset with LeRobot's own reader and dump what it sees to an .npz file.
 
-Runs ONLY in the side venv (`make .venv-lerobot`; `.venv-lerobot/bin/python`), which has
-LeRobot's dataset package but not embodia:
+Runs ONLY in the side venv (`make lerobot-venv`; `.venv-lerobot/bin/python`), which has
+LeRobot (lerobot 0.6.1) but not embodia:
 
     .venv-lerobot/bin/python scripts/lerobot/read_dataset.py ROOT OUT.npz [--frames 0,5,9]
 
@@ -26,7 +26,7 @@ import warnings
 
 import numpy as np
 import torch
-from ledataset.datasets.lerobot_dataset import LeRobotDataset
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
 
 def column(ds: LeRobotDataset, key: str) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Write a LeRobot v3 dataset with LeRobot's own writer, from arrays in an .npz file.
 
-Runs ONLY in the side venv (`make .venv-lerobot`; `.venv-lerobot/bin/python`):
+Runs ONLY in the side venv (`make lerobot-venv`; `.venv-lerobot/bin/python`, lerobot 0.6.1):
 
     .venv-lerobot/bin/python scripts/lerobot/write_dataset.py IN.npz ROOT [--vcodec libsvtav1]
 
@@ -22,7 +22,8 @@ import logging
 import warnings
 
 import numpy as np
-from ledataset.datasets.lerobot_dataset import LeRobotDataset
+from lerobot.configs.video import RGBEncoderConfig
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
 
 def main() -> None:
@@ -58,7 +59,8 @@ def main() -> None:
 
     robot_type = str(z["robot_type"]) if "robot_type" in z.files else None
     ds = LeRobotDataset.create(repo_id=args.repo_id, fps=int(z["fps"]), root=args.root, robot_type=robot_type,
-                               features=features, use_videos=True, vcodec=args.vcodec)
+                               features=features, use_videos=True,
+                               rgb_encoder=RGBEncoderConfig(vcodec=args.vcodec))
     start = 0
     for length, task in zip(lengths, tasks, strict=True):
         for i in range(start, start + length):

@@ -1,8 +1,9 @@
 """Interop with LeRobot's own dataset code, both ways.
 
-LeRobot's package needs torchvision, which cannot share a venv with our torch wheel, so it
-lives in a side venv (`make .venv-lerobot`) and is driven through the standalone scripts in
-scripts/lerobot/ (subprocesses, arrays exchanged as .npz):
+LeRobot (lerobot 0.6.1, Python >= 3.12, with torchvision) cannot share a venv with our torch
+wheel, so it lives in a side venv (`make lerobot-venv`; `$LEROBOT_VENV` overrides where, as the
+Makefile's variable does) and is driven through the standalone scripts in scripts/lerobot/
+(subprocesses, arrays exchanged as .npz):
   * a dataset embodia wrote loads in LeRobot's `LeRobotDataset` with the same frames,
     episodes, states, actions and tasks, and images close to what was recorded;
   * a dataset LeRobot's own writer produced (AV1 videos, its default) reads in embodia.
@@ -21,7 +22,8 @@ import pytest
 from embodia.data.reader import DatasetReader
 
 REPO = Path(__file__).resolve().parents[2]
-LEROBOT_PY = REPO / ".venv-lerobot" / "bin" / "python"
+LEROBOT_VENV = Path(os.environ.get("LEROBOT_VENV") or REPO / ".venv-lerobot")
+LEROBOT_PY = (LEROBOT_VENV if LEROBOT_VENV.is_absolute() else REPO / LEROBOT_VENV) / "bin" / "python"
 SCRIPTS = REPO / "scripts" / "lerobot"
 # Lossy video, uint8 levels: H.264 crf 18 (ours) and AV1 crf 30 (LeRobot's) on 64x64 renders.
 MAX_MEAN_ABS_DIFF = 6.0
@@ -29,7 +31,7 @@ MAX_MEAN_ABS_DIFF = 6.0
 
 def run_lerobot(script: str, *args: str | Path) -> None:
     if not LEROBOT_PY.exists():
-        pytest.fail(f"LeRobot's side venv is missing ({LEROBOT_PY}); create it with `make .venv-lerobot`")
+        pytest.fail(f"LeRobot's side venv is missing ({LEROBOT_PY}); create it with `make lerobot-venv`")
     cmd = [str(LEROBOT_PY), str(SCRIPTS / script), *map(str, args)]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["HF_HUB_OFFLINE"] = "1"  # local datasets only: never touch the Hub
@@ -146,8 +148,9 @@ def test_embodia_reads_lerobot_written_dataset(recorded, tmp_path):
 def test_side_venv_is_lerobot():
     """The side venv is what the Makefile pins (a stale or foreign venv would prove nothing)."""
     if not LEROBOT_PY.exists():
-        pytest.fail(f"LeRobot's side venv is missing ({LEROBOT_PY}); create it with `make .venv-lerobot`")
-    code = "import importlib.metadata as m; print(m.version('lerobot-dataset'), m.version('torch').split('+')[0])"
+        pytest.fail(f"LeRobot's side venv is missing ({LEROBOT_PY}); create it with `make lerobot-venv`")
+    code = ("import importlib.metadata as m; print(*(m.version(p).split('+')[0] for p in "
+            "('lerobot', 'torch', 'torchvision', 'metaworld', 'mujoco')))")
     r = subprocess.run([str(LEROBOT_PY), "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["0.4.4", "2.9.1"]
+    assert r.stdout.split() == ["0.6.1", "2.11.0", "0.26.0", "3.1.1", "3.3.0"]
