@@ -13,8 +13,8 @@ PIP_FIND := $(if $(wildcard /opt/wheels/torch-*.whl),--find-links /opt/wheels,)
 # overrides). Meta-World is pinned to ours (metaworld 3.1.1, mujoco 3.3.0) so both venvs simulate
 # identically; lerobot[metaworld] pins metaworld==3.0.0 (pip refuses both), so the extra is
 # spelled out instead: lerobot[dataset] + scipy + our metaworld (+ diffusion: diffusers;
-# msgpack: scripts/lerobot/serve_policy.py's pipe). Large (~5.8 GB, a CUDA torch
-# build; ~4 min here), so pip's cache is off: no second copy.
+# msgpack: scripts/lerobot/serve_policy.py's pipe). Large (5.7 GB, a CUDA torch
+# build; 2 min 43 s from nothing here), so pip's cache is off: no second copy.
 LEROBOT_VENV ?= .venv-lerobot
 export LEROBOT_VENV
 LEROBOT_PYTHON ?= $(or $(lastword $(sort $(wildcard /root/.pyenv/versions/3.12.*/bin/python))),$(shell command -v python3.12 2>/dev/null))

@@ -123,7 +123,10 @@ class Served:
         return self.pre(batch)
 
     def act(self, obs: dict) -> dict:
+        # ACT keeps `_action_queue`; diffusion (and others) `_queues["action"]`: empty -> a new chunk
         queue = getattr(self.policy, "_action_queue", None)
+        if queue is None:
+            queue = (getattr(self.policy, "_queues", None) or {}).get("action")
         inferred = queue is None or len(queue) == 0
         t0 = time.perf_counter()
         with self.torch.inference_mode():
