@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
-from embodia.cerebellum.heads import build_head
+from embodia.cerebellum.heads import HeadSpec, build_head
 from embodia.cerebellum.heads.action_tokens import ActionTokensHead
 from tests.cerebellum.heads.head_checks import (
     D,
@@ -85,7 +87,7 @@ def test_tokens_safetensors_round_trip(options: dict, tmp_path) -> None:
     head = fitted_head(options)
     data = batch()
     overfit(head, data, steps=3)
-    again = reloaded(head, "tokens", tmp_path)  # an unfitted head: the FAST vocabulary comes in the buffers
+    again = reloaded(head, "tokens", tmp_path)
     if head.kind == "fast":
         assert again.fast.to_dict() == head.fast.to_dict() and len(again.fast.merges) > 0
     assert torch.equal(sample(head, data), sample(again, data))
@@ -94,3 +96,17 @@ def test_tokens_safetensors_round_trip(options: dict, tmp_path) -> None:
 def test_bad_tokenizer_fails_at_build() -> None:
     with pytest.raises(ValueError, match="tokenizer"):
         build_head("tokens", spec(tokenizer="words"))
+
+
+def test_fast_state_travels_in_the_spec_and_in_the_buffers(tmp_path) -> None:
+    head = fitted_head({"tokenizer": "fast", "fast_vocab": 256})
+    spec_json = json.loads(json.dumps(head.spec.to_dict()))  # config.json's head_spec
+    assert spec_json["options"]["fast_state"] == head.fast.to_dict()
+    from_spec = build_head("tokens", HeadSpec.from_dict(spec_json))
+    assert from_spec.fast.to_dict() == head.fast.to_dict()
+    # without it in the spec, the state_dict's buffers bring the same tokenizer
+    del spec_json["options"]["fast_state"]
+    bare = build_head("tokens", HeadSpec.from_dict(spec_json))
+    assert len(bare.fast.merges) == 0
+    bare.load_state_dict(head.state_dict())
+    assert bare.fast.to_dict() == head.fast.to_dict()

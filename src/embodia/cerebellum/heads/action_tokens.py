@@ -14,6 +14,8 @@ Two tokenizers (`spec.options["tokenizer"]`):
   vocabulary is fitted in `fit` and lives in buffers of fixed shape (so a state_dict carries
   it). A generated sequence that is undecodable or of the wrong length decodes to a
   zero-padded / truncated coefficient vector, never an exception.
+  `fit` writes the fitted state into `spec.options["fast_state"]` (JSON, config.json) too;
+  a head built from such a spec starts fitted.
 
 Options: tokenizer ("bins"), bins (256), fast_scale (10, the paper's), fast_vocab (1024, the
 paper's), max_tokens (fast: H * D + 1, the longest an encoding plus EOS can be), ff_mult (4),
@@ -50,15 +52,20 @@ class ActionTokensHead(ActionHead):
             self.length = h * a
         elif self.kind == "fast":
             scale, vocab = float(spec.option("fast_scale", 10.0)), int(spec.option("fast_vocab", 1024))
-            self.fast = FastTokenizer(h, a, scale, vocab)
+            state = spec.option("fast_state", None)  # what `fit` learned, from config.json
+            self.fast = FastTokenizer.from_dict(state) if state else FastTokenizer(h, a, scale, vocab)
+            if (self.fast.horizon, self.fast.action_dim, self.fast.vocab_size) != (h, a, vocab):
+                raise ValueError("tokens: options.fast_state does not match the spec's horizon, "
+                                 "action_dim or fast_vocab")
             self.eos = vocab
             self.n_out = vocab + 1
             self.length = int(spec.option("max_tokens", h * a + 1))
             if self.length < 2:
                 raise ValueError(f"tokens: max_tokens must be >= 2, got {self.length}")
             # the fitted tokenizer: [low, high, n_merges] and the merges (-1 past n_merges)
-            self.register_buffer("fast_range", torch.tensor([self.fast.low, self.fast.high, 0]))
+            self.register_buffer("fast_range", torch.zeros(3, dtype=torch.long))
             self.register_buffer("fast_merges", torch.full((vocab, 2), -1, dtype=torch.long))
+            self._store_tokenizer()
             self.register_load_state_dict_post_hook(_after_load)
         else:
             raise ValueError(f"tokens: tokenizer must be 'bins' or 'fast', got {self.kind!r}")
@@ -87,6 +94,11 @@ class ActionTokensHead(ActionHead):
             return
         chunks = np.asarray(action_chunks, dtype=np.float64)
         self.fast.fit(chunks, max_chunks=int(self.spec.option("fit_chunks", 4096)))
+        self.spec.options["fast_state"] = self.fast.to_dict()
+        self._store_tokenizer()
+
+    def _store_tokenizer(self) -> None:
+        """The Python tokenizer's state -> the buffers (which a state_dict carries)."""
         merges = torch.as_tensor(np.asarray(self.fast.merges, dtype=np.int64).reshape(-1, 2))
         self.fast_range.copy_(torch.tensor([self.fast.low, self.fast.high, len(merges)]))
         self.fast_merges.fill_(-1)
