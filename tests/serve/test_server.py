@@ -16,7 +16,7 @@ from websockets.sync.client import connect
 from embodia.serve.batching import BatchingConfig
 from embodia.serve.codec import packb, unpackb
 from embodia.serve.protocol import RequestError
-from embodia.serve.server import BackgroundServer, ServerConfig
+from embodia.serve.server import BackgroundServer, PolicyServer, ServerConfig
 from tests.serve.conftest import API_KEY, SMALL, EchoPolicy, PolicyConfig, make_obs
 
 
@@ -234,37 +234,40 @@ def test_a_message_past_the_structure_budget_is_refused_while_others_are_served(
     assert err.kind == "too_large" and "more than 10000 items" in err.message
 
 
-def test_decoding_runs_off_the_event_loop():
-    """With the budget raised so a huge message really takes a while to decode, a small request
-    sent after it is answered first: decoding does not hold the event loop. On a loaded machine
-    one attempt can lose the race by chance, so the order must hold in one of three; with the
-    decode on the event loop it never does."""
+def test_decoding_runs_off_the_event_loop(monkeypatch):
+    """A message whose decode is stuck (here: waiting until the robot has its answer) does not
+    hold up another client. With the decode on the event loop the robot is never answered
+    while the stuck decode waits, so the wait times out and the order comes out reversed."""
     cfg = PolicyConfig(**SMALL)
-    config = ServerConfig(port=0, warmup=False, max_message_items=2**23)
-    n = 4 * 2**20 - 5
-    heavy = b"\xdd" + n.to_bytes(4, "big") + b"\x80" * n  # a list of 4 Mi empty maps
-    orders: list[list[str]] = []
-    with BackgroundServer(EchoPolicy(cfg), API_KEY, config) as srv:
+    heavy = packb({**make_obs(cfg), "marker": np.zeros(1, np.float32)})
+    robot_answered, heavy_decoding = threading.Event(), threading.Event()
+    decode = PolicyServer._decode
+
+    def stuck_decode(self, message):
+        if message == heavy:
+            heavy_decoding.set()
+            robot_answered.wait(10)
+        return decode(self, message)
+
+    monkeypatch.setattr(PolicyServer, "_decode", stuck_decode)
+    done: list[str] = []
+    with BackgroundServer(EchoPolicy(cfg), API_KEY, ServerConfig(port=0, warmup=False)) as srv:
         robot = WebsocketClientPolicy("127.0.0.1", srv.port, api_key=API_KEY)
-        for attempt in range(3):
-            done: list[str] = []
 
-            def heavy_sender(done=done):
-                with _raw(srv.port) as ws:
-                    ws.send(heavy)
-                    ws.recv(timeout=60)
-                    done.append("heavy")
+        def heavy_sender():
+            with _raw(srv.port) as ws:
+                ws.send(heavy)
+                ws.recv(timeout=30)
+                done.append("heavy")
 
-            t = threading.Thread(target=heavy_sender)
-            t.start()
-            _wait_for(lambda a=attempt: srv.metrics()["requests"] >= 2 * a + 1)  # heavy is being decoded
-            robot.infer(make_obs(cfg))
-            done.append("robot")
-            t.join(60)
-            orders.append(done)
-            if done == ["robot", "heavy"]:
-                break
-    assert ["robot", "heavy"] in orders, orders
+        t = threading.Thread(target=heavy_sender)
+        t.start()
+        assert heavy_decoding.wait(10)
+        robot.infer(make_obs(cfg))
+        done.append("robot")
+        robot_answered.set()
+        t.join(30)
+    assert done == ["robot", "heavy"]
 
 
 def test_api_keys_never_reach_the_log(echo_server, caplog):
