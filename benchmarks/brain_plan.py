@@ -3,7 +3,8 @@
 Prints JSON: valid-plan rate on feasible instructions (validity = the plan replays through
 the skills' preconditions and reaches each goal segment in order, at minimal length),
 clear-refusal rate on impossible / ambiguous / unknown ones, and planning time per
-instruction (median, p99) after one warm-up pass; cold-start costs are reported apart.
+instruction (median, p99) after one warm-up pass; cold-start costs are reported apart; and the
+time to refuse a 10 kB instruction (past the planners' length cap, never planned).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import statistics
 import time
 
+from embodia.brain.refusal import Refusal
 from embodia.brain.testset import build_scenes, evaluate_case, load_testset, summarize
 from embodia.eval.machine import machine_info
 
@@ -42,11 +44,22 @@ def main() -> None:
         results = [evaluate_case(planner, c, scenes[c.scene], arms) for c in cases]
         ms += [r.ms for r in results]
     summary = summarize(results)
+    long_text = ("put the red cube in the bowl and " * 400)[:10240]  # valid clauses: plannable if read
+    long_ms = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        try:
+            planner.plan(long_text, scenes[cases[0].scene])
+            raise SystemExit("a 10 kB instruction was planned, not refused")
+        except Refusal:
+            long_ms.append((time.perf_counter() - t0) * 1000)
     ms.sort()
     summary.update({
         "median_ms": round(statistics.median(ms), 2),
         "p99_ms": round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 2),
         "max_ms": round(ms[-1], 2),
+        "refuse_10kB_median_ms": round(statistics.median(long_ms), 3),
+        "refuse_10kB_max_ms": round(max(long_ms), 3),
         "median_ms_feasible": round(statistics.median(
             r.ms for r in results if r.case.expect == "plan"), 2),
         "first_pass_median_ms": round(statistics.median(r.ms for r in first), 2),

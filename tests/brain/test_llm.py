@@ -167,3 +167,11 @@ def test_cli_plan_asks_before_accepting_an_unverifiable_llm_plan(chat_server):
 def _json_after_echo(stdout: str) -> dict:
     """CliRunner echoes the typed answer to stdout (a terminal shows it instead)."""
     return json.loads(stdout[stdout.index("{"):])
+
+
+def test_an_instruction_past_the_length_cap_never_reaches_the_model(chat_server, scenes, planner):
+    url, log = chat_server([VALID])
+    llm = LLMPlanner(base_url=url, model="tiny", grounder=planner.parser.grounder, accept_unverified=True)
+    with pytest.raises(Refusal, match="at most 2000 are read"):
+        llm.plan("shuffle the cubes about " * 500, scenes["pick/0"])
+    assert not log.exists() or requests(log) == []

@@ -117,3 +117,18 @@ def test_humanoid_right_arm_cannot_reach_the_closed_drawer():
     reach = IKReach("humanoid_upper")
     assert not reach.reach("right", (0.55, 0.30, 0.055)).ok
     assert reach.reach("left", (0.55, 0.30, 0.055)).ok
+
+
+def test_an_instruction_past_the_length_cap_is_refused_unread(planner, scenes, monkeypatch):
+    """10 kB of valid clauses would plan (2 steps); past the cap it is refused before parsing."""
+    from embodia.brain.instruction import MAX_INSTRUCTION_CHARS, InstructionParser
+
+    text = ("put the red cube in the bowl and " * 400)[:10240]
+    assert len(text) > MAX_INSTRUCTION_CHARS
+    called = []
+    monkeypatch.setattr("embodia.brain.instruction.parse_clauses", lambda t: called.append(t))
+    with pytest.raises(Refusal, match="10240 characters long; at most 2000") as e:
+        planner.plan(text, scenes["pick/0"])
+    assert e.value.kind == "unsupported" and not called
+    with pytest.raises(ValueError, match="max_chars must be positive"):
+        InstructionParser(planner.parser.grounder, max_chars=0)

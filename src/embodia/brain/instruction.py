@@ -50,6 +50,7 @@ PICK_DEST = re.compile(r"\b(to|into|onto|over to|toward|towards)\b")
 PARTICLES = ("back in", "open", "opened", "shut", "closed", "out", "back", "up", "down", "away",
              "in", "inside", "there", "in there", "in it", "on it", "on top", "together")
 LOCATION = ("held", "in", "on", "stowed")
+MAX_INSTRUCTION_CHARS = 2000  # a person's request is a few sentences; a longer text is refused unread
 
 
 @dataclass
@@ -160,10 +161,21 @@ def parse_clauses(text: str) -> list[Clause]:
 class InstructionParser:
     """Instruction + state -> `Goals`, or a `Refusal` naming the phrase that failed."""
 
-    def __init__(self, grounder: Grounder | None = None) -> None:
+    def __init__(self, grounder: Grounder | None = None,
+                 max_chars: int = MAX_INSTRUCTION_CHARS) -> None:
+        if max_chars <= 0:
+            raise ValueError(f"max_chars must be positive, got {max_chars!r}")
         self.grounder = grounder or Grounder()
+        self.max_chars = max_chars
+
+    def check_length(self, instruction: str) -> None:
+        """Refuse a text past `max_chars` before any parsing: never planned, refused in microseconds."""
+        if len(instruction) > self.max_chars:
+            raise Refusal("unsupported", "", f"the instruction is {len(instruction)} characters long; "
+                          f"at most {self.max_chars} are read")
 
     def goals(self, instruction: str, state: State) -> Goals:
+        self.check_length(instruction)
         if not normalize(instruction):
             raise Refusal("unsupported", "", "the instruction is empty")
         clauses = parse_clauses(instruction)

@@ -145,6 +145,7 @@ class LLMPlanner:
     def plan(self, instruction: str, scene: SceneGraph | State, note: str = "") -> Plan:
         t0 = time.perf_counter()
         state = to_state(scene, self.embodiment)
+        self.parser.check_length(instruction)  # too long: refused, never sent to the model
         try:
             goals: Goals | None = self.parser.goals(instruction, state)
         except Refusal as r:

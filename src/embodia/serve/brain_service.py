@@ -45,6 +45,7 @@ from pydantic import (
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from embodia.body.scene_graph import SceneGraph
+from embodia.brain.instruction import MAX_INSTRUCTION_CHARS
 from embodia.brain.llm import LLMError
 from embodia.brain.plan import Plan
 from embodia.brain.planner import Planner
@@ -67,7 +68,7 @@ class BrainServiceConfig:
     port: int = 8001  # 0 picks a free port
     max_body_bytes: int = 64 * 1024
     max_header_bytes: int = 8 * 1024
-    max_instruction_chars: int = 2000
+    max_instruction_chars: int = MAX_INSTRUCTION_CHARS  # the planners' own cap
     max_scene_objects: int = 32
     max_scene_relations: int = 128
     plan_timeout_s: float = 30.0  # queue wait + planning, per request
