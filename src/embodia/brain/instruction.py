@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 
 from embodia.brain.grounding import Grounder, Mention
+from embodia.brain.outcomes import outcome_command
 from embodia.brain.refusal import Refusal
 from embodia.brain.state import TABLE, ZONE, Literal, State, lit
 
@@ -40,10 +41,17 @@ POLITE = re.compile(r"^(?:(?:please|kindly|could you|can you|would you|will you|
                     r"i'd like you to|i would like you to|go ahead and|now|first|firstly|also|"
                     r"robot|and|then|just|you should|try to)\b\s*)+")
 TRAILING = re.compile(r"\s+(?:please|for me|now|as well|too)$")
+DONE = ("once that's done", "once that is done", "when that's done", "when that is done",
+        "after that's done", "once you're done", "when you're done", "once finished", "once done",
+        "when done")
 SEQUENTIAL = ("then", "and then", "after that", "afterwards", "afterward", "finally",
-              "and finally", "next", "lastly", "after this", "once done", ".", ";")
+              "and finally", "next", "lastly", "after this", *DONE, ".", ";")
 SPLIT = re.compile(r"\s*(,\s*and then|,\s*then|,\s*and|and then|and finally|after that|afterwards|"
-                   r"afterward|after this|once done|finally|lastly|\bnext\b|\bthen\b|\band\b|[,.;])\s*")
+                   r"afterward|after this|" + "|".join(DONE) + r"|finally|lastly|\bnext\b|\bthen\b|"
+                   r"\band\b|[,.;])\s*")
+# "do the same with the green one": the last sequenced part again, with another object
+SAME = re.compile(r"^(?:do |repeat )?(?:the same|that|this|it|the same thing)(?: again)?\s+"
+                  r"(?:with|for|to|using|on)\s+(?P<x>.+)$")
 DEST_PREPS = r"on top of|inside of|inside|into|in to|onto|on|in|atop|over to|over|to|at|toward|towards"
 DEST = re.compile(rf"\b({DEST_PREPS})\b")
 PICK_DEST = re.compile(r"\b(to|into|onto|over to|toward|towards)\b")
@@ -135,7 +143,14 @@ def _dest(verb: str, rest: str) -> tuple[str, str | None]:
 def parse_clauses(text: str) -> list[Clause]:
     clauses: list[Clause] = []
     for chunk, new in split_clauses(text):
+        same = SAME.match(chunk)
+        if same and clauses:
+            clauses += _repeat_with(clauses, same["x"], chunk, new)
+            continue
         verb, rest = _verb(chunk)
+        outcome = outcome_command(chunk, known_verb=verb is not None, first=not clauses)
+        if outcome is not None:  # "I want the red cube in the bowl": the command that reaches it
+            verb, rest = _verb(outcome)
         inherited = verb is None
         if verb is None:
             if not clauses:
@@ -156,6 +171,15 @@ def parse_clauses(text: str) -> list[Clause]:
         if a.dest is None and b.inherited and b.dest is not None and a.verb in ("put", "stack"):
             a.dest = b.dest
     return clauses
+
+
+def _repeat_with(clauses: list[Clause], objects: str, text: str, new: bool) -> list[Clause]:
+    """The clauses of the last sequenced part again, each naming what its first clause named
+    now naming `objects`; pronouns stay, so they follow the new object."""
+    start = max((i for i, c in enumerate(clauses) if c.new_segment), default=0)
+    named = clauses[start].objects
+    return [Clause(c.verb, objects if c.objects == named else c.objects, c.dest, set(c.particles),
+                   text, new and k == 0) for k, c in enumerate(clauses[start:])]
 
 
 class InstructionParser:

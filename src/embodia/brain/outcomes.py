@@ -1,0 +1,68 @@
+"""Goals stated as outcomes, read as the command that reaches them.
+
+People often describe the end state instead of the action: "I want the red cube in the bowl",
+"the bowl should end up with the green cube", "make sure the drawer is closed", "leave the
+drawer open", or just "red cube in the bowl". Each becomes the equivalent command ("put the
+red cube in the bowl", "close the drawer"), whose goal literal the planner then solves from
+the current scene, so an outcome that already holds costs no steps. The forms are sentence
+structure (who should be where), not a verb list: the object and place phrases go to the
+grounder unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+
+from embodia.brain.grounding import COLOURS, INDEFINITE, PRONOUNS, SELECTORS, SHADES, UNIVERSAL
+
+WANT = re.compile(r"^(?:i want|i'd like|i would like|i need|we want|we need|we'd like|let's have|"
+                  r"make sure|ensure|see that|see to it that|check that)\s+(?:that\s+)?")
+KEEP_DRAWER = re.compile(r"^(?:leave|keep|have|get)\s+(?P<d>(?:the |that )?drawer)\s+"
+                         r"(?P<s>open|opened|closed|shut)$")
+DRAWER_STATE = re.compile(r"^(?P<d>(?:the |that )?drawer)\s+(?:should|must|needs to|has to|is to|"
+                          r"ought to)?\s*(?:be|end up|stay|remain|is|to be)?\s*"
+                          r"(?P<s>open|opened|closed|shut)$")
+BE = (r"(?P<be>(?:should|must|needs to|has to|is to|ought to|will|to)?\s*"
+      r"(?:be|end up|stay|remain|go|is|are|sit|sits|lie|lies|rest|rests)?\s*"
+      r"(?:placed|put|sitting|lying|resting|stored|kept)?)")
+PLACE_PREP = r"inside of|inside|into|in|on top of|onto|on|atop"
+WHERE = re.compile(rf"^(?P<x>.+?)\s+{BE}\s*\b(?P<p>{PLACE_PREP})\b\s+(?P<y>.+)$")
+HOLDS = re.compile(r"^(?P<y>.+?)\s+(?:should|must|needs to|has to|is to|ought to)?\s*"
+                   r"(?:end up with|end up holding|end up containing|contain|hold|have|get)\s+(?P<x>.+)$")
+CONTAINED_IN = ("bowl", "drawer")
+# how an object phrase can begin: a bare "X in Y" whose X starts otherwise ("pop the cube in the
+# bowl") is an unknown verb, refused as one, not an object named "pop the cube"
+PHRASE_START = ({"the", "my", "one", "two", "three"} | INDEFINITE | UNIVERSAL | PRONOUNS | SHADES
+                | set(SELECTORS) | {w for ws in COLOURS.values() for w in ws})
+
+
+def outcome_command(chunk: str, known_verb: bool, first: bool) -> str | None:
+    """The command a described outcome asks for, or None when `chunk` is not one.
+
+    `known_verb`: the chunk starts with a lexicon verb, so only the drawer's state after
+    "leave"/"keep" applies. `first`: no clause comes before it; a bare "X in Y" (no "I want",
+    no "should be") is read as an outcome only then, since after a command it continues that
+    command ("put the red and the blue cube in the bowl").
+    """
+    m = KEEP_DRAWER.match(chunk)
+    if m:
+        return _drawer(m["s"], m["d"])
+    if known_verb:
+        return None
+    wanted = WANT.sub("", chunk)
+    explicit = wanted != chunk
+    m = DRAWER_STATE.match(wanted)
+    if m:
+        return _drawer(m["s"], m["d"])
+    m = HOLDS.match(wanted)
+    if m and any(w in m["y"].split() for w in ("bowl", "plate", "drawer")):
+        prep = "in" if any(w in m["y"].split() for w in CONTAINED_IN) else "on"
+        return f"put {m['x']} {prep} {m['y']}"
+    m = WHERE.match(wanted)
+    if m and (explicit or m["be"].strip() or first) and m["x"].split()[0] in PHRASE_START:
+        return f"put {m['x']} {m['p']} {m['y']}"
+    return None
+
+
+def _drawer(state: str, drawer: str) -> str:
+    return f"{'open' if state.startswith('open') else 'close'} {drawer}"
