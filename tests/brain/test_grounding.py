@@ -58,3 +58,22 @@ def test_selectors_use_positions(grounder, scenes):
     assert ground(grounder, "the leftmost cube", s) == [left]
     near = min(cubes, key=lambda c: sum(x * x for x in s.objects[c].position[:2]))
     assert ground(grounder, "the nearest block", s) == [near]
+
+
+def test_exceptions_take_objects_out_of_a_group(grounder, scenes):
+    s = State.from_scene_graph(scenes["pick/0"])
+    assert ground(grounder, "every cube except the red one", s) == ["blue_cube", "green_cube", "yellow_cube"]
+    assert ground(grounder, "all the cubes but the blue and the green one", s) == ["red_cube", "yellow_cube"]
+    with pytest.raises(Refusal, match="there is no purple cube"):
+        ground(grounder, "every cube except the purple one", s)  # an exception that names nothing
+    with pytest.raises(Refusal, match="nothing is left"):
+        ground(grounder, "every cube except the red, the blue, the green and the yellow one", s)
+    with pytest.raises(Refusal) as e:
+        ground(grounder, "the cube other than the red one", s)  # three are left: say which
+    assert e.value.kind == "ambiguous"
+
+
+def test_every_cube_except_one_plans_the_rest(planner, scenes):
+    plan = planner.plan("put every cube except the red one in the bowl", scenes["pick/0"])
+    moved = {s.args[0] for s in plan.steps if s.skill == "place"}
+    assert moved == {"blue_cube", "green_cube", "yellow_cube"} and len(plan.steps) == 6

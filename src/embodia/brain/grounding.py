@@ -57,6 +57,8 @@ SELECTORS = {"leftmost": "left", "left": "left", "rightmost": "right", "right": 
 UNIVERSAL = {"all", "every", "each", "both", "everything"}
 INDEFINITE = {"a", "an", "any", "some"}
 PRONOUNS = {"it", "them", "that", "this", "those", "these", "itself"}
+EXCEPT = re.compile(r"\s+(?:except for|except|but not|other than|apart from|aside from|excluding|"
+                    r"save for|but)\s+")
 RELATION = re.compile(r"\s+(?:that is |which is |that's |sitting |lying |resting )?"
                       r"(on top of|inside of|inside|in|on|from|out of|off of|off|under|beneath)\s+(.*)$")
 
@@ -82,6 +84,7 @@ class Mention:
     plural: bool = False
     selector: str | None = None
     relation: tuple[str, Mention] | None = None
+    exclude: list[Mention] = field(default_factory=list)  # "every cube except the red one"
     notes: list[str] = field(default_factory=list)
 
 
@@ -101,6 +104,13 @@ class Grounder:
         if not text:
             raise Refusal("unknown", text, "an object is missing here")
         m = Mention(text)
+        x = EXCEPT.search(text)
+        if allow_relation and x is not None and x.start() > 0:
+            m = self.parse(text[: x.start()])  # "the cube other than the red one": one must be left
+            m.text = text
+            m.exclude = [self.parse(p) for p in re.split(r"\s*(?:,|\band\b|\bor\b|\bnor\b)\s*",
+                                                         text[x.end():]) if p]
+            return m
         if allow_relation:
             r = RELATION.search(" " + text)
             if r is not None and r.start() > 0:
@@ -198,6 +208,15 @@ class Grounder:
                               self.present(state))
         if not names:
             raise Refusal("unknown", m.text, self._nothing(m, state), self.present(state))
+        if m.exclude:
+            left_out: set[str] = set()
+            for e in m.exclude:
+                e.cls = m.cls if e.cls is None else e.cls  # "the red one" of "every cube except ..."
+                left_out |= set(self.resolve(e, state))
+            names = [n for n in names if n not in left_out]
+            if not names:
+                raise Refusal("unknown", m.text, "nothing is left once the exception is taken out",
+                              self.present(state))
         if m.selector is not None:
             names = [_select(state, names, m.selector)]
         if m.quant == "all" or (m.plural and m.quant == "the"):
