@@ -77,3 +77,32 @@ def test_every_cube_except_one_plans_the_rest(planner, scenes):
     plan = planner.plan("put every cube except the red one in the bowl", scenes["pick/0"])
     moved = {s.args[0] for s in plan.steps if s.skill == "place"}
     assert moved == {"blue_cube", "green_cube", "yellow_cube"} and len(plan.steps) == 6
+
+
+def test_ordinals_count_from_a_side(grounder, scenes):
+    s = State.from_scene_graph(scenes["pick/0"])
+    from_left = sorted((n for n in s.cubes), key=lambda n: -s.objects[n].position[1])
+    assert ground(grounder, "the second cube from the left", s) == [from_left[1]]
+    assert ground(grounder, "the third one from the left", s) == [from_left[2]]  # "one": a cube
+    assert ground(grounder, "the first cube from the right", s) == [from_left[-1]]
+    with pytest.raises(Refusal, match="there are only 4 cubes"):
+        ground(grounder, "the fifth cube from the left", s)
+
+
+def test_near_picks_the_closest_to_another_object(grounder, scenes):
+    import numpy as np
+
+    s = State.from_scene_graph(scenes["pick/0"])
+    for ref in ("bowl", "plate", "drawer"):
+        at = np.asarray(s.objects[ref].position[:2])
+        nearest = min(s.cubes, key=lambda n: float(np.linalg.norm(np.asarray(s.objects[n].position[:2]) - at)))
+        for how in ("next to", "closest to", "nearest", "beside"):
+            assert ground(grounder, f"the cube {how} the {ref}", s) == [nearest], (how, ref)
+    with pytest.raises(Refusal) as e:
+        ground(grounder, "the cube next to the cube", s)  # next to which one?
+    assert e.value.kind == "ambiguous"
+
+
+def test_next_to_is_not_a_sequencing_word(planner, scenes):
+    plan = planner.plan("pick up the cube next to the bowl", scenes["pick/0"])
+    assert [s.skill for s in plan.steps] == ["pick"]

@@ -59,6 +59,11 @@ INDEFINITE = {"a", "an", "any", "some"}
 PRONOUNS = {"it", "them", "that", "this", "those", "these", "itself"}
 EXCEPT = re.compile(r"\s+(?:except for|except|but not|other than|apart from|aside from|excluding|"
                     r"save for|but)\s+")
+NEAR = re.compile(r"\s+(?:that is |which is |that's )?(?:closest to|nearest to|next to|close to|"
+                  r"beside|nearest|closest|near|by)\s+((?:the|that|this|it)\b.*)$")  # not "the nearest block"
+ORDINALS = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4,
+            "fifth": 5, "5th": 5, "sixth": 6, "6th": 6}
+ORDINAL = re.compile(r"\b(" + "|".join(ORDINALS) + r")\b\s*(.*?)\s+from the (left|right)$")
 RELATION = re.compile(r"\s+(?:that is |which is |that's |sitting |lying |resting )?"
                       r"(on top of|inside of|inside|in|on|from|out of|off of|off|under|beneath)\s+(.*)$")
 
@@ -85,6 +90,8 @@ class Mention:
     selector: str | None = None
     relation: tuple[str, Mention] | None = None
     exclude: list[Mention] = field(default_factory=list)  # "every cube except the red one"
+    near: Mention | None = None  # "the cube next to the bowl", "the one closest to the drawer"
+    rank: int = 1  # "the second cube from the left": the selector's 2nd
     notes: list[str] = field(default_factory=list)
 
 
@@ -110,6 +117,19 @@ class Grounder:
             m.text = text
             m.exclude = [self.parse(p) for p in re.split(r"\s*(?:,|\band\b|\bor\b|\bnor\b)\s*",
                                                          text[x.end():]) if p]
+            return m
+        n = NEAR.search(" " + text)
+        if allow_relation and n is not None and n.start() > 0:
+            core = (" " + text)[: n.start()].strip()
+            if core and core not in PRONOUNS and core not in ("the", "a", "an", "one"):
+                m = self.parse(core, allow_relation=False)
+                m.text, m.near = text, self.parse(n.group(1))
+                return m
+        o = ORDINAL.search(text)
+        if o is not None:  # "the second cube from the left": the left selector's 2nd
+            m = self.parse(f"{text[: o.start()]}{o.group(2)}".strip() or "one", allow_relation=False)
+            m.text, m.selector, m.rank = text, o.group(3), ORDINALS[o.group(1)]
+            m.cls = m.cls or "cube"  # "the second one from the left": a row of cubes
             return m
         if allow_relation:
             r = RELATION.search(" " + text)
@@ -217,8 +237,22 @@ class Grounder:
             if not names:
                 raise Refusal("unknown", m.text, "nothing is left once the exception is taken out",
                               self.present(state))
+        if m.near is not None:  # the nearest to what it names, never that thing itself
+            ref = self.resolve(m.near, state)
+            if len(ref) != 1:
+                raise Refusal("ambiguous", m.near.text, "near which one? say which", self.present(state))
+            names = [n for n in names if n != ref[0]]
+            if not names:
+                raise Refusal("unknown", m.text, self._nothing(m, state), self.present(state))
+            at = np.asarray(state.objects[ref[0]].position[:2])
+            names = [min(names, key=lambda n: float(np.linalg.norm(
+                np.asarray(state.objects[n].position[:2]) - at)))]
         if m.selector is not None:
-            names = [_select(state, names, m.selector)]
+            if m.rank > len(names):
+                what = " ".join(x for x in (m.colour, m.cls) if x) or "object"
+                raise Refusal("unknown", m.text, f"there {'is' if len(names) == 1 else 'are'} only "
+                              f"{len(names)} {what}{'' if len(names) == 1 else 's'}", self.present(state))
+            names = [_select(state, names, m.selector, m.rank)]
         if m.quant == "all" or (m.plural and m.quant == "the"):
             return sorted(names)
         if len(names) > 1 and m.quant != "a":
@@ -262,12 +296,12 @@ def _related(state: State, obj: str, prep: str, target: str) -> bool:
     return any(state.holds(lit(name, obj, target)) for name in ("on", "in"))
 
 
-def _select(state: State, names: list[str], selector: str) -> str:
+def _select(state: State, names: list[str], selector: str, rank: int = 1) -> str:
     pos = {n: np.asarray(state.objects[n].position) for n in names}
     key = {"left": lambda n: -pos[n][1], "right": lambda n: pos[n][1],
            "near": lambda n: float(np.linalg.norm(pos[n][:2])),
            "far": lambda n: -float(np.linalg.norm(pos[n][:2]))}[selector]
-    return min(names, key=key)
+    return sorted(names, key=key)[rank - 1]
 
 
 def _order(state: State):

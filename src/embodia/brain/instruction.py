@@ -47,7 +47,7 @@ DONE = ("once that's done", "once that is done", "when that's done", "when that 
 SEQUENTIAL = ("then", "and then", "after that", "afterwards", "afterward", "finally",
               "and finally", "next", "lastly", "after this", *DONE, ".", ";")
 SPLIT = re.compile(r"\s*(,\s*and then|,\s*then|,\s*and|and then|and finally|after that|afterwards|"
-                   r"afterward|after this|" + "|".join(DONE) + r"|finally|lastly|\bnext\b|\bthen\b|"
+                   r"afterward|after this|" + "|".join(DONE) + r"|finally|lastly|\bnext\b(?!\s+to\b)|\bthen\b|"
                    r"\band\b|[,.;])\s*")
 # "do the same with the green one": the last sequenced part again, with another object
 SAME = re.compile(r"^(?:do |repeat )?(?:the same|that|this|it|the same thing)(?: again)?\s+"
@@ -130,7 +130,8 @@ def _strip_particles(rest: str) -> tuple[str, set[str]]:
 
 def _dest(verb: str, rest: str) -> tuple[str, str | None]:
     pattern = PICK_DEST if verb == "pick" else DEST
-    matches = list(pattern.finditer(rest))
+    matches = [m for m in pattern.finditer(rest)  # "the cube next to the bowl" is one object
+               if not re.search(r"\b(?:next|close|closest|nearest)\s*$", rest[: m.start()])]
     if not matches or verb in ("open", "close", "clear", "empty"):
         return rest, None
     m = matches[0] if verb == "stack" else matches[-1]  # "stack a on b on c": a chain
