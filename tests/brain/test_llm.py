@@ -20,10 +20,10 @@ VALID = "```json\n" + json.dumps({"steps": [{"skill": "pick", "args": ["red_cube
 def chat_server(tmp_path):
     procs = []
 
-    def start(replies: list[str]) -> tuple[str, Path]:
+    def start(replies: list[str], *flags: str) -> tuple[str, Path]:
         rp, log = tmp_path / f"replies{len(procs)}.json", tmp_path / f"log{len(procs)}.jsonl"
         rp.write_text(json.dumps(replies))
-        p = subprocess.Popen([sys.executable, str(SERVER), str(rp), str(log)],
+        p = subprocess.Popen([sys.executable, str(SERVER), str(rp), str(log), *flags],
                              stdout=subprocess.PIPE, text=True)
         procs.append(p)
         port = int(p.stdout.readline())
@@ -175,3 +175,25 @@ def test_an_instruction_past_the_length_cap_never_reaches_the_model(chat_server,
     with pytest.raises(Refusal, match="at most 2000 are read"):
         llm.plan("shuffle the cubes about " * 500, scenes["pick/0"])
     assert not log.exists() or requests(log) == []
+
+
+def test_the_reply_is_constrained_by_a_json_schema_where_the_server_supports_it(chat_server, scenes, planner):
+    url, log = chat_server([VALID])
+    llm = LLMPlanner(base_url=url, model="tiny", grounder=planner.parser.grounder)
+    llm.plan("put the red cube in the bowl", scenes["pick/0"])
+    fmt = requests(log)[0]["response_format"]
+    assert fmt["type"] == "json_schema"
+    assert "pick" in fmt["json_schema"]["schema"]["properties"]["steps"]["items"]["properties"]["skill"]["enum"]
+    assert "Examples:" in requests(log)[0]["messages"][0]["content"]  # few-shot
+
+
+def test_a_server_without_schema_support_gets_plain_json_mode(chat_server, scenes, planner):
+    url, log = chat_server([VALID], "--no-json-schema")
+    llm = LLMPlanner(base_url=url, model="tiny", grounder=planner.parser.grounder)
+    plan = llm.plan("put the red cube in the bowl", scenes["pick/0"])
+    assert [s.skill for s in plan.steps] == ["pick", "place"]
+    assert [r["response_format"]["type"] for r in requests(log)] == ["json_schema", "json_object"]
+    llm.plan("put the red cube in the bowl", scenes["pick/0"])  # remembered: no second 400
+    assert requests(log)[-1]["response_format"]["type"] == "json_object" and len(requests(log)) == 3
+    with pytest.raises(ValueError, match="response_format must be one of"):
+        LLMPlanner(base_url=url, model="tiny", response_format="xml")

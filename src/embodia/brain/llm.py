@@ -53,8 +53,34 @@ def system_prompt() -> str:
         f"Preconditions and effects:\n{RULES}\n"
         "Answer with JSON only, no prose: {\"steps\": [{\"skill\": \"pick\", \"args\": "
         "[\"red_cube\"]}, ...]}. Use the fewest steps. If the instruction cannot be done in "
-        "this scene, answer {\"refuse\": \"why\"}."
+        "this scene, answer {\"refuse\": \"why\"}.\n"
+        f"Examples:\n{EXAMPLES}"
     )
+
+
+# Few-shot examples: the reply format, a described outcome, a free hand before the drawer (no skill
+# puts a cube back on the table), a refusal.
+EXAMPLES = """\
+Relations: on(red_cube, table), on(blue_cube, table), closed(drawer)
+Instruction: I want the red cube in the bowl
+{"steps": [{"skill": "pick", "args": ["red_cube"]}, {"skill": "place", "args": ["red_cube", "bowl"]}]}
+Relations: held(blue_cube, main), closed(drawer)
+Instruction: put the blue cube in the drawer
+{"steps": [{"skill": "place", "args": ["blue_cube", "bowl"]}, {"skill": "open_drawer", "args": []}, \
+{"skill": "pick", "args": ["blue_cube"]}, {"skill": "place", "args": ["blue_cube", "drawer"]}]}
+Relations: on(red_cube, table), closed(drawer)
+Instruction: put the purple cube on the plate
+{"refuse": "there is no purple cube"}"""
+RESPONSE_FORMATS = ("json_schema", "json_object", "none")
+
+
+def plan_schema() -> dict:
+    """The reply's JSON schema, skills as an enum: for servers that constrain decoding to it."""
+    step = {"type": "object", "additionalProperties": False, "required": ["skill", "args"],
+            "properties": {"skill": {"type": "string", "enum": sorted(SKILLS)},
+                           "args": {"type": "array", "items": {"type": "string"}}}}
+    return {"type": "object", "additionalProperties": False,
+            "properties": {"steps": {"type": "array", "items": step}, "refuse": {"type": "string"}}}
 
 
 def scene_prompt(state: State, instruction: str) -> str:
@@ -110,7 +136,7 @@ class LLMPlanner:
     arm: str | None = None
     max_attempts: int = 3
     timeout_s: float = 60.0
-    json_mode: bool = True
+    response_format: str = "json_schema"  # json_schema | json_object | none; see _chat
     reach: Reach | None = None
     grounder: Grounder | None = None
     accept_unverified: bool = False  # run plans the grammar cannot check, without asking
@@ -122,6 +148,8 @@ class LLMPlanner:
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if self.response_format not in RESPONSE_FORMATS:
+            raise ValueError(f"response_format must be one of {RESPONSE_FORMATS}, got {self.response_format!r}")
         from openai import OpenAI
 
         self.client = OpenAI(base_url=self.base_url, api_key=os.environ.get(self.api_key_env) or "none",
@@ -132,10 +160,18 @@ class LLMPlanner:
     def _chat(self, messages: list[dict]) -> str:
         import openai
 
-        kw = {"response_format": {"type": "json_object"}} if self.json_mode else {}
+        fmt = {"json_schema": {"type": "json_schema", "json_schema": {
+                   "name": "plan", "strict": True, "schema": plan_schema()}},
+               "json_object": {"type": "json_object"}}.get(self.response_format)
+        kw = {"response_format": fmt} if fmt else {}
         try:
             r = self.client.chat.completions.create(model=self.model, messages=messages,
                                                     temperature=0.0, **kw)
+        except openai.BadRequestError as e:
+            if self.response_format != "json_schema":
+                raise LLMError(f"LLM endpoint {self.base_url} failed: {e}") from None
+            self.response_format = "json_object"  # a server without schema support: plain JSON mode
+            return self._chat(messages)
         except openai.APIError as e:
             raise LLMError(f"LLM endpoint {self.base_url} failed: {e}") from None
         if not r.choices or not r.choices[0].message.content:
