@@ -906,6 +906,31 @@ def _confirm_unverified_on_terminal(plan: Plan) -> bool:
         return False
 
 
+def _plan_asking(brain, instruction: str, graph, ask: bool):
+    """Plan; on an ambiguous phrase with readings and `ask`, ask which one (stderr) and plan the
+    clarified instruction. Returns (plan, the instruction as clarified)."""
+    from embodia.brain.refusal import Refusal
+
+    for _ in range(5):  # one question per ambiguous phrase
+        try:
+            return brain.plan(instruction, graph), instruction
+        except Refusal as r:
+            if not (ask and r.needs_clarification):
+                raise
+            err.print(f"[bold yellow]which one?[/] '{r.phrase}' could be:")
+            for i, reading in enumerate(r.readings, 1):
+                err.print(f"  {i}. the {reading}")
+            try:
+                k = typer.prompt(f"number (1-{len(r.readings)})", type=int, err=True)
+                while not 1 <= k <= len(r.readings):
+                    k = typer.prompt(f"a number from 1 to {len(r.readings)}", type=int, err=True)
+            except typer.Abort:  # no terminal input (EOF): the refusal stands
+                raise r from None
+            instruction = r.clarified(instruction, r.readings[k - 1])
+            err.print(f"[dim]planning: {instruction}[/]")
+    return brain.plan(instruction, graph), instruction
+
+
 @app.command()
 def plan(
     instruction: Annotated[str, typer.Argument(help="what the person asks, in plain English")],
@@ -918,9 +943,12 @@ def plan(
     model: Annotated[str | None, typer.Option(help="llm: model name at the endpoint")] = None,
     api_key_env: Annotated[str, typer.Option(help="llm: environment variable holding the API key")] = "EMBODIA_LLM_API_KEY",
     confirm_unverified: Annotated[bool, typer.Option("--confirm-unverified", help="llm: for wording the grammar cannot check, show the LLM's plan and ask before accepting it (default: refuse)")] = False,
+    ask: Annotated[bool, typer.Option("--ask", help="when a phrase could mean several objects, list them and ask which (stderr) instead of refusing")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Plan an instruction on a seeded scene: print the scene summary and the plan (or why not).
+
+    An ambiguous refusal lists its candidate `readings` (in --json too); --ask asks for one.
 
     Exit code 1 when the brain refuses (unknown or ambiguous objects, impossible or infeasible
     requests), 2 on bad options.
@@ -943,7 +971,7 @@ def plan(
     graph, _ = _seeded_scene(embodiment, skill, seed)
     scene_info = {"seed": seed, "embodiment": embodiment, "summary": graph.summary()}
     try:
-        result = brain.plan(instruction, graph)
+        result, instruction = _plan_asking(brain, instruction, graph, ask)
     except Refusal as r:
         if as_json:
             print(json.dumps({"scene": scene_info, "refusal": r.to_dict()}, indent=2))

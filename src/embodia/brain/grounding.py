@@ -240,7 +240,8 @@ class Grounder:
         if m.near is not None:  # the nearest to what it names, never that thing itself
             ref = self.resolve(m.near, state)
             if len(ref) != 1:
-                raise Refusal("ambiguous", m.near.text, "near which one? say which", self.present(state))
+                raise Refusal("ambiguous", m.near.text, "near which one? say which", self.present(state),
+                              [state.describe(n) for n in sorted(ref)])
             names = [n for n in names if n != ref[0]]
             if not names:
                 raise Refusal("unknown", m.text, self._nothing(m, state), self.present(state))
@@ -258,7 +259,7 @@ class Grounder:
         if len(names) > 1 and m.quant != "a":
             which = ", ".join(f"the {state.describe(n)}" for n in sorted(names))
             raise Refusal("ambiguous", m.text, f"it could be {which}; say which one",
-                          self.present(state))
+                          self.present(state), [state.describe(n) for n in sorted(names)])
         if len(names) > 1:  # "a cube": the person left the choice to us; take a free one
             free = [n for n in sorted(names) if state.cls(n) != "cube" or
                     (state.holds(lit("clear", n)) and state.support.get(n) == TABLE)]

@@ -7,6 +7,7 @@ always says which words failed and what is actually there, never a silent guess.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 KINDS = ("unknown", "ambiguous", "impossible", "infeasible", "unsupported", "planner")
@@ -18,6 +19,7 @@ class Refusal(Exception):
     phrase: str  # the words of the instruction that failed ('' when it is the whole request)
     reason: str
     present: list[str] = field(default_factory=list)  # what the scene has that is relevant
+    readings: list[str] = field(default_factory=list)  # ambiguous: what the phrase could mean
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -31,4 +33,18 @@ class Refusal(Exception):
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "phrase": self.phrase, "reason": self.reason,
-                "present": list(self.present), "message": str(self)}
+                "present": list(self.present), "readings": list(self.readings), "message": str(self)}
+
+    @property
+    def needs_clarification(self) -> bool:
+        """An ambiguous phrase with its candidate readings: ask which one, do not just refuse."""
+        return self.kind == "ambiguous" and bool(self.readings) and bool(self.phrase)
+
+    def clarified(self, instruction: str, reading: str) -> str:
+        """`instruction` with the ambiguous phrase replaced by the chosen reading ("blue cube")."""
+        if reading not in self.readings:
+            raise ValueError(f"{reading!r} is not one of the readings {self.readings}")
+        text = re.sub(r"\s+", " ", instruction.lower().replace("’", "'")).strip()
+        if self.phrase not in text:
+            raise ValueError(f"the phrase {self.phrase!r} is not in the instruction")
+        return text.replace(self.phrase, f"the {reading}", 1)
