@@ -383,7 +383,8 @@ class RemoteBrain:
                 reply = {}
             if e.code == HTTPStatus.UNPROCESSABLE_ENTITY and "refusal" in reply:
                 r = reply["refusal"]
-                raise Refusal(r["kind"], r.get("phrase", ""), r.get("reason", ""), list(r.get("present", []))) from None
+                raise Refusal(r["kind"], r.get("phrase", ""), r.get("reason", ""), list(r.get("present", [])),
+                              list(r.get("readings", []))) from None
             raise BrainServiceError(f"brain service answered {e.code}: {reply.get('message', e.reason)}") from None
         except (urllib.error.URLError, TimeoutError, OSError) as e:
             raise BrainServiceError(f"brain service at {self.url} unreachable: {e}") from None
