@@ -65,3 +65,16 @@ def test_the_issue_wordings_plan(planner, scenes):
     assert names(planner.plan("pull the drawer open, stash the yellow cube inside and then shut it", g)) == [
         "open_drawer()", "pick(yellow_cube)", "place(yellow_cube, drawer)", "close_drawer()"]
     assert names(planner.plan("pop the green cube in the bowl", g)) == ["pick(green_cube)", "place(green_cube, bowl)"]
+
+
+def test_a_tower_described_level_by_level_is_one_stacking_chain(planner, scenes):
+    from embodia.brain.outcomes import tower_command
+
+    assert tower_command("make a little tower: green block at the bottom, blue block on top of it") == (
+        "stack the blue block on the green block")
+    assert tower_command("put the red cube in the bowl") is None
+    g = scenes["pick/0"]
+    plan = planner.plan("build a tower with the red cube at the bottom, the yellow one in the middle "
+                        "and the blue cube on top", g)
+    assert names(plan) == ["pick(yellow_cube)", "stack(yellow_cube, red_cube)", "pick(blue_cube)",
+                           "stack(blue_cube, yellow_cube)"]

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 
 from embodia.brain.grounding import Grounder, Mention
-from embodia.brain.outcomes import outcome_command
+from embodia.brain.outcomes import outcome_command, tower_command
 from embodia.brain.refusal import Refusal
 from embodia.brain.state import TABLE, ZONE, Literal, State, lit
 
@@ -147,6 +147,7 @@ def _dest(verb: str, rest: str) -> tuple[str, str | None]:
 
 def parse_clauses(text: str) -> list[Clause]:
     clauses: list[Clause] = []
+    text = tower_command(normalize(text)) or text  # a tower described level by level
     for chunk, new in split_clauses(text):
         same = SAME.match(chunk)
         if same and clauses:

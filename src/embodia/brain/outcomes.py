@@ -64,5 +64,22 @@ def outcome_command(chunk: str, known_verb: bool, first: bool) -> str | None:
     return None
 
 
+TOWER = re.compile(r"^(?:let's |please )?(?:make|build|create) (?:me )?(?:a |an )?(?:little |small |tiny )?"
+                   r"(?:tower|stack)\s*(?::|,|-|with|where)?\s*(?P<bottom>.+?) (?:at|on|goes at|goes on) "
+                   r"the bottom,?(?: and)?(?: then)?(?: (?P<middle>.+?) in the middle,?(?: and)?(?: then)?)?"
+                   r" (?P<top>.+?) (?:on top|at the top|goes on top)(?: of it| of that| of them)?$")
+
+
+def tower_command(text: str) -> str | None:
+    """"make a tower: green block at the bottom, blue block on top of it" -> "stack the blue
+    block on the green block": a tower described level by level, read as one stacking chain."""
+    m = TOWER.match(text)
+    if m is None:
+        return None
+    levels = [m["top"], *([m["middle"]] if m["middle"] else []), m["bottom"]]
+    levels = [lv if lv.split()[0] in PHRASE_START else f"the {lv}" for lv in levels]
+    return "stack " + " on ".join(levels)
+
+
 def _drawer(state: str, drawer: str) -> str:
     return f"{'open' if state.startswith('open') else 'close'} {drawer}"
