@@ -71,7 +71,7 @@ def test_a_tower_described_level_by_level_is_one_stacking_chain(planner, scenes)
     from embodia.brain.outcomes import tower_command
 
     assert tower_command("make a little tower: green block at the bottom, blue block on top of it") == (
-        "stack the blue block on the green block")
+        "stack blue block on green block")
     assert tower_command("put the red cube in the bowl") is None
     g = scenes["pick/0"]
     plan = planner.plan("build a tower with the red cube at the bottom, the yellow one in the middle "
