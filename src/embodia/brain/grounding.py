@@ -55,6 +55,7 @@ SHADES = {"light", "dark", "bright", "pale", "deep", "sky", "grass", "blood", "f
 SELECTORS = {"leftmost": "left", "left": "left", "rightmost": "right", "right": "right",
              "nearest": "near", "closest": "near", "farthest": "far", "furthest": "far"}
 UNIVERSAL = {"all", "every", "each", "both", "everything"}
+COUNTS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
 INDEFINITE = {"a", "an", "any", "some"}
 PRONOUNS = {"it", "them", "that", "this", "those", "these", "itself"}
 EXCEPT = re.compile(r"\s+(?:except for|except|but not|other than|apart from|aside from|excluding|"
@@ -92,6 +93,7 @@ class Mention:
     exclude: list[Mention] = field(default_factory=list)  # "every cube except the red one"
     near: Mention | None = None  # "the cube next to the bowl", "the one closest to the drawer"
     rank: int = 1  # "the second cube from the left": the selector's 2nd
+    count: int = 0  # "two of the cubes": that many, our choice which
     notes: list[str] = field(default_factory=list)
 
 
@@ -147,7 +149,10 @@ class Grounder:
             return m
         if words[:2] in (["all", "of"], ["each", "of"], ["both", "of"]):
             words = [words[0], *words[2:]]
-        if words[:3] == ["one", "of", "the"]:
+        if words and words[0] in COUNTS and words[0] != "one":  # "two of the cubes", "three cubes"
+            m.quant, m.plural, m.count = "a", True, COUNTS[words[0]]
+            words = words[2:] if words[1:2] == ["of"] else words[1:]
+        elif words[:3] == ["one", "of", "the"]:
             words, m.quant = words[3:], "a"
         elif words and words[0] in UNIVERSAL:
             m.quant, m.plural = "all", True
@@ -260,10 +265,15 @@ class Grounder:
             which = ", ".join(f"the {state.describe(n)}" for n in sorted(names))
             raise Refusal("ambiguous", m.text, f"it could be {which}; say which one",
                           self.present(state), [state.describe(n) for n in sorted(names)])
-        if len(names) > 1:  # "a cube": the person left the choice to us; take a free one
+        if m.count > len(names):
+            what = " ".join(x for x in (m.colour, m.cls) if x) or "object"
+            raise Refusal("unknown", m.text, f"asked for {m.count}, there {'is' if len(names) == 1 else 'are'} "
+                          f"only {len(names)} {what}{'' if len(names) == 1 else 's'}", self.present(state))
+        if len(names) > 1:  # "a cube", "two cubes": the person left the choice to us; free ones first
             free = [n for n in sorted(names) if state.cls(n) != "cube" or
                     (state.holds(lit("clear", n)) and state.support.get(n) == TABLE)]
-            return [(free or sorted(names))[0]]
+            ranked = free + [n for n in sorted(names) if n not in free]
+            return sorted(ranked[: max(1, m.count)])
         return names
 
     def present(self, state: State) -> list[str]:

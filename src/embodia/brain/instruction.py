@@ -172,11 +172,32 @@ def parse_clauses(text: str) -> list[Clause]:
             prev.objects = f"{prev.objects} and {objects}" if prev.objects else objects
             prev.particles |= particles
             continue
+        if inherited and dest is None and verb in ("put", "stack"):  # "..., then the blue one too"
+            dest, particles = clauses[-1].dest, particles | clauses[-1].particles
         clauses.append(Clause(verb, objects, dest, particles, chunk, new, inherited))
     for a, b in zip(clauses, clauses[1:], strict=False):  # "put the red and the blue cube in the bowl"
         if a.dest is None and b.inherited and b.dest is not None and a.verb in ("put", "stack"):
             a.dest = b.dest
-    return clauses
+    return _fold_picks(clauses)
+
+
+GROUP_PRONOUNS = ("them", "both", "both of them", "all of them", "those", "these", "each of them",
+                  "all", "them both")
+
+
+def _fold_picks(clauses: list[Clause]) -> list[Clause]:
+    """"pick up the red and the blue cube and put them in the bowl": holding both at once is not
+    asked for (one hand, one cube), putting them is; the pick folds into the put."""
+    out: list[Clause] = []
+    for c in clauses:
+        prev = out[-1] if out else None
+        if (prev is not None and prev.verb == "pick" and prev.dest is None
+                and c.verb in ("put", "stack") and c.objects in GROUP_PRONOUNS):
+            out[-1] = Clause(c.verb, prev.objects, c.dest, c.particles, f"{prev.text} and {c.text}",
+                             prev.new_segment)
+            continue
+        out.append(c)
+    return out
 
 
 def _repeat_with(clauses: list[Clause], objects: str, text: str, new: bool) -> list[Clause]:
@@ -229,6 +250,20 @@ class InstructionParser:
     # ------------------------------------------------------------------ clauses
     def _ground(self, text: str, state: State, notes: list[str], mentions: list,
                 role: str, prefer: str | None = None) -> list[str]:
+        other = re.fullmatch(r"(?:the )?other (?:one|cube|block)", text.strip())
+        objects_before = [ns for r, ns in mentions if r == "object"]
+        if other and objects_before:  # "the other one": the one of that class not named yet
+            named = {n for ns in objects_before for n in ns}
+            cls = state.cls(objects_before[-1][0])
+            left = sorted(n for n in state.objects if state.cls(n) == cls and n not in named)
+            if len(left) != 1:
+                raise Refusal("ambiguous" if left else "unknown", text,
+                              f"it could be {', '.join(f'the {state.describe(n)}' for n in left)}; say which one"
+                              if left else f"there is no other {cls}", self.grounder.present(state),
+                              [state.describe(n) for n in left])
+            notes.append(f"'{text}' = {left[0]} (the {cls} not named yet)")
+            mentions.append((role, left))
+            return left
         m: Mention = self.grounder.parse(text)
         if m.quant == "pronoun":
             for r, names in reversed(mentions):
