@@ -6,8 +6,9 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -931,6 +932,23 @@ def _plan_asking(brain, instruction: str, graph, ask: bool):
     return brain.plan(instruction, graph), instruction
 
 
+@dataclass
+class _AskingBrain:
+    """A planner that asks the person (stderr) which object an ambiguous phrase means."""
+
+    brain: Any
+
+    @property
+    def name(self) -> str:
+        return self.brain.name
+
+    def plan(self, instruction: str, scene):
+        return _plan_asking(self.brain, instruction, scene, ask=True)[0]
+
+    def replan(self, *args, **kwargs):
+        return self.brain.replan(*args, **kwargs)
+
+
 @app.command()
 def plan(
     instruction: Annotated[str, typer.Argument(help="what the person asks, in plain English")],
@@ -1013,6 +1031,7 @@ def run(
     fallback_expert: Annotated[bool, typer.Option("--fallback-expert", help="if the checkpoint cannot be loaded, run the scripted experts (says so)")] = False,
     policy_url: Annotated[str | None, typer.Option(help="the cerebellum on a policy server (ws://HOST:PORT, key from $EMBODIA_API_KEY); overrides --policy")] = None,
     brain_url: Annotated[str | None, typer.Option(help="the brain on a brain service (http://HOST:PORT, key from $EMBODIA_API_KEY)")] = None,
+    ask: Annotated[bool, typer.Option("--ask", help="when a phrase could mean several objects, list them and ask which (stderr) instead of refusing")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON to stdout")] = False,
 ) -> None:
     """Plan an instruction with the brain, run each step with the cerebellum through the
@@ -1041,6 +1060,8 @@ def run(
             brain = RemoteBrain(brain_url, load_api_key())
         else:
             brain = make_planner("symbolic", embodiment)
+        if ask:
+            brain = _AskingBrain(brain)
         if policy_url:
             from embodia.serve.remote_policy import RemoteChunkPolicy
 

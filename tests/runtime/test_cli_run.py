@@ -113,3 +113,14 @@ def test_the_default_agent_checkpoint_ships_and_loads():
     assert isinstance(policy, PolicyEnsemble) and len(policy.members) == 2
     makefile = (root / "Makefile").read_text()
     assert f"DEMO_POLICY ?= {DEFAULT_AGENT_CHECKPOINT}\n" in makefile
+
+
+def test_run_ask_clarifies_an_ambiguous_phrase_then_runs():
+    r = runner.invoke(app, ["run", "put the cube in the bowl", "--seed", "4", "--policy", "expert",
+                            "--ask", "--json"], input="1\n")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout[r.stdout.index("{\n"):])
+    cube = out["steps"][0]["args"][0]
+    assert [s["skill"] for s in out["steps"]] == ["pick", "place"] and cube.endswith("_cube")
+    r = runner.invoke(app, ["run", "put the cube in the bowl", "--seed", "4", "--policy", "expert"])
+    assert r.exit_code == 1 and "refused" in r.output  # without --ask: the refusal
