@@ -255,26 +255,26 @@ class Grounder:
                 np.asarray(state.objects[n].position[:2]) - at)))]
         if m.selector is not None:
             if m.rank > len(names):
-                what = " ".join(x for x in (m.colour, m.cls) if x) or "object"
-                raise Refusal("unknown", m.text, f"there {'is' if len(names) == 1 else 'are'} only "
-                              f"{len(names)} {what}{'' if len(names) == 1 else 's'}", self.present(state))
+                raise Refusal("unknown", m.text, _only(m, len(names)), self.present(state))
             names = [_select(state, names, m.selector, m.rank)]
         if m.quant == "all" or (m.plural and m.quant == "the"):
             return sorted(names)
         if len(names) > 1 and m.quant != "a":
-            which = ", ".join(f"the {state.describe(n)}" for n in sorted(names))
-            raise Refusal("ambiguous", m.text, f"it could be {which}; say which one",
-                          self.present(state), [state.describe(n) for n in sorted(names)])
+            raise self.ambiguous(m.text, names, state)
         if m.count > len(names):
-            what = " ".join(x for x in (m.colour, m.cls) if x) or "object"
-            raise Refusal("unknown", m.text, f"asked for {m.count}, there {'is' if len(names) == 1 else 'are'} "
-                          f"only {len(names)} {what}{'' if len(names) == 1 else 's'}", self.present(state))
+            raise Refusal("unknown", m.text, f"asked for {m.count}, {_only(m, len(names))}", self.present(state))
         if len(names) > 1:  # "a cube", "two cubes": the person left the choice to us; free ones first
             free = [n for n in sorted(names) if state.cls(n) != "cube" or
                     (state.holds(lit("clear", n)) and state.support.get(n) == TABLE)]
             ranked = free + [n for n in sorted(names) if n not in free]
             return sorted(ranked[: max(1, m.count)])
         return names
+
+    def ambiguous(self, phrase: str, names: list[str], state: State) -> Refusal:
+        """The refusal for a phrase that could mean any of `names`, which are its readings."""
+        which = ", ".join(f"the {state.describe(n)}" for n in sorted(names))
+        return Refusal("ambiguous", phrase, f"it could be {which}; say which one", self.present(state),
+                       [state.describe(n) for n in sorted(names)])
 
     def present(self, state: State) -> list[str]:
         return [state.describe(n) for n in sorted(state.objects, key=_order(state))]
@@ -305,6 +305,12 @@ def _related(state: State, obj: str, prep: str, target: str) -> bool:
     if prep in ("under", "beneath"):
         return state.support.get(target) == obj
     return any(state.holds(lit(name, obj, target)) for name in ("on", "in"))
+
+
+def _only(m: Mention, n: int) -> str:
+    """'there are only 4 cubes': what a count or ordinal past the scene's objects meets."""
+    what = " ".join(x for x in (m.colour, m.cls) if x) or "object"
+    return f"there {'is' if n == 1 else 'are'} only {n} {what}{'' if n == 1 else 's'}"
 
 
 def _select(state: State, names: list[str], selector: str, rank: int = 1) -> str:

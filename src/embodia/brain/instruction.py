@@ -256,11 +256,10 @@ class InstructionParser:
             named = {n for ns in objects_before for n in ns}
             cls = state.cls(objects_before[-1][0])
             left = sorted(n for n in state.objects if state.cls(n) == cls and n not in named)
-            if len(left) != 1:
-                raise Refusal("ambiguous" if left else "unknown", text,
-                              f"it could be {', '.join(f'the {state.describe(n)}' for n in left)}; say which one"
-                              if left else f"there is no other {cls}", self.grounder.present(state),
-                              [state.describe(n) for n in left])
+            if len(left) > 1:
+                raise self.grounder.ambiguous(text, left, state)
+            if not left:
+                raise Refusal("unknown", text, f"there is no other {cls}", self.grounder.present(state))
             notes.append(f"'{text}' = {left[0]} (the {cls} not named yet)")
             mentions.append((role, left))
             return left

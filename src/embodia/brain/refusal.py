@@ -7,7 +7,6 @@ always says which words failed and what is actually there, never a silent guess.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 KINDS = ("unknown", "ambiguous", "impossible", "infeasible", "unsupported", "planner")
@@ -44,7 +43,9 @@ class Refusal(Exception):
         """`instruction` with the ambiguous phrase replaced by the chosen reading ("blue cube")."""
         if reading not in self.readings:
             raise ValueError(f"{reading!r} is not one of the readings {self.readings}")
-        text = re.sub(r"\s+", " ", instruction.lower().replace("’", "'")).strip()
+        from embodia.brain.instruction import normalize  # phrases are cut from normalized text
+
+        text = normalize(instruction)
         if self.phrase not in text:
             raise ValueError(f"the phrase {self.phrase!r} is not in the instruction")
         return text.replace(self.phrase, f"the {reading}", 1)
