@@ -1,10 +1,14 @@
-"""Brain planning benchmark on the instruction test set (src/embodia/brain/testset.json).
+"""Brain planning benchmark on the regression test set (src/embodia/brain/testset.json) and on
+the corpus written apart from the parser (src/embodia/brain/corpus.json), reported by half.
 
 Prints JSON: valid-plan rate on feasible instructions (validity = the plan replays through
 the skills' preconditions and reaches each goal segment in order, at minimal length),
-clear-refusal rate on impossible / ambiguous / unknown ones, and planning time per
+correct refusal-or-clarification rate on the rest (a clarification must offer exactly the
+candidate readings; a refusal must name what is missing), per category; planning time per
 instruction (median, p99) after one warm-up pass; cold-start costs are reported apart; and the
 time to refuse a 10 kB instruction (past the planners' length cap, never planned).
+Tune on the corpus's dev half only: its test half's failures are listed only with
+--show-test-failures, for the one final report.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import statistics
 import time
 
 from embodia.brain.refusal import Refusal
-from embodia.brain.testset import build_scenes, evaluate_case, load_testset, summarize
+from embodia.brain.testset import CORPUS, build_scenes, evaluate_case, load_testset, split_of, summarize
 from embodia.eval.machine import machine_info
 
 
@@ -23,6 +27,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeats", type=int, default=3, help="timed passes over the test set")
     ap.add_argument("--embodiment", default="arm7")
+    ap.add_argument("--show-test-failures", action="store_true",
+                    help="list the corpus test half's failures (for the final report, not for tuning)")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -30,20 +36,32 @@ def main() -> None:
 
     planner = SymbolicPlanner(args.embodiment)
     init_s = time.perf_counter() - t0
-    fingerprints, cases = load_testset()
+    fingerprints, regression = load_testset()
+    corpus_fp, corpus = load_testset(CORPUS)
+    cases = regression + corpus
     t0 = time.perf_counter()
-    scenes = build_scenes(sorted(fingerprints), args.embodiment)
+    scenes = build_scenes(sorted(set(fingerprints) | set(corpus_fp)), args.embodiment)
     scenes_s = time.perf_counter() - t0
     arms = planner.embodiment.arm_names
     t0 = time.perf_counter()
     planner.parser.grounder.encoder.encode(["warm up"])  # MiniLM loads on first unknown noun
     minilm_s = time.perf_counter() - t0
-    first = [evaluate_case(planner, c, scenes[c.scene], arms) for c in cases]  # warm-up pass
+    first = [evaluate_case(planner, c, scenes[c.scene], arms, planner.domain) for c in cases]  # warm-up pass
     ms: list[float] = []
     for _ in range(args.repeats):
-        results = [evaluate_case(planner, c, scenes[c.scene], arms) for c in cases]
+        results = [evaluate_case(planner, c, scenes[c.scene], arms, planner.domain) for c in cases]
         ms += [r.ms for r in results]
-    summary = summarize(results)
+    summary = summarize(results[: len(regression)])
+    summary.pop("median_ms"), summary.pop("p99_ms"), summary.pop("max_ms")
+    halves = {}
+    for half in ("dev", "test"):
+        h = summarize([r for r in results[len(regression):] if split_of(r.case) == half])
+        h.pop("median_ms"), h.pop("p99_ms"), h.pop("max_ms")
+        h["scenes"] = len({r.case.scene for r in results[len(regression):] if split_of(r.case) == half})
+        if half == "test" and not args.show_test_failures:
+            h["failures"] = len(h["failures"])
+        halves[half] = h
+    summary = {"testset": summary, "corpus": halves}
     long_text = ("put the red cube in the bowl and " * 400)[:10240]  # valid clauses: plannable if read
     long_ms = []
     for _ in range(20):
@@ -54,6 +72,7 @@ def main() -> None:
         except Refusal:
             long_ms.append((time.perf_counter() - t0) * 1000)
     ms.sort()
+    short = sorted(r.ms for r in results if 0 < len(r.steps) <= 8)
     summary.update({
         "median_ms": round(statistics.median(ms), 2),
         "p99_ms": round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 2),
@@ -62,6 +81,8 @@ def main() -> None:
         "refuse_10kB_max_ms": round(max(long_ms), 3),
         "median_ms_feasible": round(statistics.median(
             r.ms for r in results if r.case.expect == "plan"), 2),
+        "median_ms_upto_8_steps": round(statistics.median(short), 2),
+        "p99_ms_upto_8_steps": round(short[min(len(short) - 1, int(0.99 * len(short)))], 2),
         "first_pass_median_ms": round(statistics.median(r.ms for r in first), 2),
         "timed_plans": len(ms),
         "planner": "symbolic", "embodiment": args.embodiment,

@@ -851,6 +851,57 @@ def serve_brain(
         service.close()
 
 
+fleet_app = typer.Typer(no_args_is_help=True, help="The fleet service: robots, skill versions, uploaded data.")
+app.add_typer(fleet_app, name="fleet")
+token_app = typer.Typer(no_args_is_help=True, help="Bearer tokens for the fleet service.")
+fleet_app.add_typer(token_app, name="token")
+FleetDb = Annotated[str, typer.Option("--db", help="SQLAlchemy URL (sqlite:///fleet.db, postgresql://user@host/db)")]
+
+
+@fleet_app.command("serve")
+def fleet_serve(
+    db: FleetDb = "sqlite:///fleet.db",
+    host: Annotated[str, typer.Option(help="bind address (loopback by default)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535)] = 8002,
+    data_dir: Annotated[Path, typer.Option(help="where uploaded episodes are kept")] = Path("fleet_data"),
+) -> None:
+    """Serve the fleet REST API under /api (OpenAPI at /openapi.json; see docs/fleet.md)."""
+    import uvicorn
+
+    from embodia.serve.fleet.app import FleetConfig, create_app
+
+    try:
+        fleet = create_app(FleetConfig(db=db, data_dir=str(data_dir)))
+    except Exception as e:  # an unreachable database or a bad URL: one line, exit 2
+        _fail(f"--db {db}: {e}")
+    err.print(f"fleet service on http://{host}:{port} (db {db.split('@')[-1]})")
+    uvicorn.run(fleet, host=host, port=port, log_level="warning")
+
+
+@token_app.command("create")
+def fleet_token_create(
+    role: Annotated[str, typer.Option(help="robot | operator | viewer")],
+    db: FleetDb = "sqlite:///fleet.db",
+) -> None:
+    """Create a token of ROLE; it is printed once, on the last line, and stored only as a hash."""
+    from embodia.serve.fleet.database import open_database
+    from embodia.serve.fleet.models import ROLES
+    from embodia.serve.fleet.tokens import create_token
+
+    if role not in ROLES:  # before the database is opened (or created)
+        _fail(f"--role must be one of {list(ROLES)}, got {role!r}")
+    try:
+        sessions = open_database(db)
+        with sessions() as s:
+            token = create_token(s, role)
+    except ValueError as e:
+        _fail(str(e))
+    except Exception as e:
+        _fail(f"--db {db}: {e}")
+    err.print(f"new {role} token (shown once; send it as 'Authorization: Bearer <token>'):")
+    print(token)
+
+
 @app.command()
 def embodiments(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List the embodiments with their state/action layouts."""

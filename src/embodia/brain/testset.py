@@ -1,9 +1,13 @@
-"""The brain's instruction test set (`testset.json`) and how a planner is scored on it.
+"""The brain's instruction sets and how a planner is scored on them.
 
-Scenes come from the real simulator (TabletopEnv reset with the case's seed); the file pins
+Two files share one format: `testset.json`, written with the grammar (a regression set), and
+`corpus.json`, written apart from the parser by people who saw only the scenes and the skill
+rules, split into dev and test halves by scene seed (`split_of`) before any tuning.
+Scenes come from the real simulator (TabletopEnv reset with the case's seed); each file pins
 a fingerprint of each scene so that a change in the body's scene sampler fails loudly
 instead of silently testing something else. Plans are scored by replaying their effects
-(`validate.check`), never by comparing text.
+(`validate.check`), never by comparing text; a corpus case's minimal length is what the PDDL
+domain needs for its goals, part by part.
 """
 
 from __future__ import annotations
@@ -20,29 +24,58 @@ from embodia.brain.state import Literal, State
 from embodia.brain.validate import check
 
 TESTSET = Path(__file__).with_name("testset.json")
+CORPUS = Path(__file__).with_name("corpus.json")
+EXPECT = ("plan", "refuse", "clarify")
 
 
 @dataclass
 class Case:
     seed: int
     instruction: str
-    expect: str  # plan | refuse
+    expect: str  # plan | refuse | clarify
     category: str
     start: str = "pick"
     sequence: list[list[str]] = field(default_factory=list)
-    steps: int | None = None
+    alternatives: list[list[list[str]]] = field(default_factory=list)  # plan: any one is right
+    steps: int | None = None  # None: the minimal length of the goals (`minimal_steps`)
     tower: list[str] = field(default_factory=list)
-    kind: str = ""
-    phrase: str = ""
+    kind: str = ""  # refuse: the refusal kind, when the set pins it
+    phrase: str = ""  # refuse: words the refusal must name
+    names: list[str] = field(default_factory=list)  # refuse: any one of them must be named
+    readings: list[str] = field(default_factory=list)  # clarify: exactly these candidates
+
+    def __post_init__(self) -> None:
+        if self.expect not in EXPECT:
+            raise ValueError(f"case {self.instruction!r}: expect must be one of {EXPECT}, got {self.expect!r}")
+        if self.expect == "plan" and not (self.sequence or self.alternatives):
+            raise ValueError(f"case {self.instruction!r}: a plan case needs sequence or alternatives")
+        if self.expect == "clarify" and not self.readings:
+            raise ValueError(f"case {self.instruction!r}: a clarify case needs readings")
 
     @property
     def scene(self) -> str:
         return f"{self.start}/{self.seed}"
 
+    @property
+    def goal_sequences(self) -> list[list[list[Literal]]]:
+        return [[[Literal.parse(g) for g in seg] for seg in seq]
+                for seq in (self.alternatives or [self.sequence])]
+
+
+def split_of(case: Case) -> str:
+    """The corpus halves, fixed before any tuning: even scene seeds are dev, odd ones test."""
+    return "dev" if case.seed % 2 == 0 else "test"
+
 
 def load_testset(path: str | Path = TESTSET) -> tuple[dict[str, str], list[Case]]:
     d = json.loads(Path(path).read_text())
-    cases = [Case(**{k: v for k, v in c.items()}) for c in d["cases"]]
+    known = set(Case.__dataclass_fields__)
+    cases = []
+    for i, c in enumerate(d["cases"]):
+        extra = sorted(set(c) - known)
+        if extra:
+            raise ValueError(f"{path}: case {i} has unknown field(s) {extra}; fields: {sorted(known)}")
+        cases.append(Case(**c))
     unknown = sorted({c.scene for c in cases} - set(d["scenes"]))
     if unknown:
         raise ValueError(f"test set cases use scenes without a fingerprint: {unknown}")
@@ -99,38 +132,81 @@ class CaseResult:
     steps: list[str] = field(default_factory=list)
 
 
-def evaluate_case(planner: Planner, case: Case, graph: SceneGraph, arms: tuple[str, ...] = ("main",)) -> CaseResult:
+def minimal_steps(state: State, sequence: list[list[Literal]], domain=None) -> int | None:
+    """Skills the PDDL domain needs to reach each part of `sequence` in turn (None: it cannot)."""
+    from embodia.brain.domain import TabletopDomain
+    from embodia.brain.effects import apply
+    from embodia.brain.validate import default_arm
+
+    domain = domain or TabletopDomain()
+    n = 0
+    for seg in sequence:
+        found = domain.solve(state, seg)
+        if found.steps is None:
+            return None
+        for skill, args in found.steps:
+            state = apply(state, skill, tuple(args), default_arm(state, tuple(args)))
+        n += len(found.steps)
+    return n
+
+
+def evaluate_case(planner: Planner, case: Case, graph: SceneGraph, arms: tuple[str, ...] = ("main",),
+                  domain=None) -> CaseResult:
     state = State.from_scene_graph(graph, arms)
     t0 = time.perf_counter()
     try:
         plan = planner.plan(case.instruction, graph)
     except Refusal as r:
         ms = (time.perf_counter() - t0) * 1000
-        if case.expect == "plan":
-            return CaseResult(case, False, f"refused a feasible instruction: {r}", ms)
-        if r.kind != case.kind:
-            return CaseResult(case, False, f"refusal kind {r.kind!r}, expected {case.kind!r}: {r}", ms)
-        if case.phrase.lower() not in str(r).lower():
-            return CaseResult(case, False, f"refusal does not name {case.phrase!r}: {r}", ms)
-        return CaseResult(case, True, str(r), ms)
+        return CaseResult(case, *_judge_refusal(case, r), ms)
     ms = (time.perf_counter() - t0) * 1000
     names = [f"{s.skill}({', '.join(s.args)})" for s in plan.steps]
-    if case.expect == "refuse":
-        return CaseResult(case, False, f"planned {names} instead of refusing", ms, names)
-    seq = [[Literal.parse(g) for g in seg] for seg in case.sequence]
-    v = check(state, [(s.skill, s.args, s.arm) for s in plan.steps], seq)
-    if not v.ok:
-        return CaseResult(case, False, v.reason, ms, names)
-    if case.tower and not tower_ok((v.states or [state])[-1], case.tower):
-        return CaseResult(case, False, f"{case.tower} do not form one stack", ms, names)
-    if case.steps is not None and len(plan.steps) != case.steps:
-        return CaseResult(case, False, f"{len(plan.steps)} steps, minimal is {case.steps}", ms, names)
-    return CaseResult(case, True, "valid", ms, names)
+    if case.expect != "plan":
+        instead = "asking which one" if case.expect == "clarify" else "refusing"
+        return CaseResult(case, False, f"planned {names} instead of {instead}", ms, names)
+    steps = [(s.skill, s.args, s.arm) for s in plan.steps]
+    reason = ""
+    for seq in case.goal_sequences:
+        v = check(state, steps, seq)
+        if not v.ok:
+            reason = reason or v.reason
+            continue
+        if case.tower and not tower_ok((v.states or [state])[-1], case.tower):
+            reason = reason or f"{case.tower} do not form one stack"
+            continue
+        best = case.steps if case.steps is not None else minimal_steps(state, seq, domain)
+        if best is not None and len(steps) != best:
+            reason = reason or f"{len(steps)} steps, minimal is {best}"
+            continue
+        return CaseResult(case, True, "valid", ms, names)
+    return CaseResult(case, False, reason, ms, names)
+
+
+def _judge_refusal(case: Case, r: Refusal) -> tuple[bool, str]:
+    if case.expect == "plan":
+        return False, f"refused a feasible instruction: {r}"
+    if case.expect == "clarify":
+        got = sorted(x.lower() for x in r.readings)
+        if not r.needs_clarification:
+            return False, f"refused ({r.kind}) instead of asking which of {case.readings}: {r}"
+        if got != sorted(x.lower() for x in case.readings):
+            return False, f"asked about {got}, the readings are {sorted(case.readings)}: {r}"
+        return True, str(r)
+    if case.kind and r.kind != case.kind:
+        return False, f"refusal kind {r.kind!r}, expected {case.kind!r}: {r}"
+    if not case.kind and r.needs_clarification:
+        return False, f"asked which of {r.readings} instead of refusing: {r}"
+    text = str(r).lower()
+    if case.phrase.lower() not in text:
+        return False, f"refusal does not name {case.phrase!r}: {r}"
+    if case.names and not any(n.lower() in text for n in case.names):
+        return False, f"refusal names none of {case.names}: {r}"
+    return True, str(r)
 
 
 def summarize(results: list[CaseResult]) -> dict:
     feas = [r for r in results if r.case.expect == "plan"]
-    refs = [r for r in results if r.case.expect == "refuse"]
+    refs = [r for r in results if r.case.expect != "plan"]
     ms = sorted(r.ms for r in results)
 
     def pct(q: float) -> float:
@@ -141,6 +217,9 @@ def summarize(results: list[CaseResult]) -> dict:
         "valid_plan_rate": round(sum(r.ok for r in feas) / max(1, len(feas)), 4),
         "clear_refusal_rate": round(sum(r.ok for r in refs) / max(1, len(refs)), 4),
         "median_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": round(ms[-1], 2) if ms else 0.0,
+        "by_category": {c: round(sum(r.ok for r in results if r.case.category == c) /
+                                 sum(r.case.category == c for r in results), 4)
+                        for c in sorted({r.case.category for r in results})},
         "failures": [{"scene": r.case.scene, "instruction": r.case.instruction, "reason": r.reason}
                      for r in results if not r.ok],
     }

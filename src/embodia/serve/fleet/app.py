@@ -1,0 +1,366 @@
+"""The fleet service's REST API (FastAPI): robots, skill versions, datasets of uploaded episodes.
+
+Why these rules: a robot token may touch only its own robot (heartbeat, uploads, its assigned
+skill); an operator registers and promotes skills; a viewer only reads. A missing or unknown
+token is 401 and a wrong role 403 before the body is read; bad input is a 4xx naming the field
+and changes nothing; a skill reaches robots only if its evaluated success is not worse than the
+version they run, and the answer shows the numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from uuid import uuid4
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import Path as PathParam
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from embodia.serve.fleet import episodes as E
+from embodia.serve.fleet.database import DEFAULT_URL, open_database
+from embodia.serve.fleet.models import TIERS, Dataset, Robot, Skill, Token, Upload, now
+from embodia.serve.fleet.tokens import Principal, lookup
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """Where the service keeps its records and files, and the limits a client meets."""
+
+    db: str = DEFAULT_URL
+    data_dir: str = "fleet_data"  # uploaded datasets, under <data_dir>/datasets/<name>/<sha256>
+    max_upload_bytes: int = 256 * 1024 * 1024
+    max_unpacked_bytes: int = 1024 * 1024 * 1024
+    stale_after_s: float = 10.0  # a robot whose last heartbeat is older shows as `stale`
+
+
+def bad(field: str, message: str, status: int = 422) -> HTTPException:
+    return HTTPException(status, detail={"field": field, "message": message})
+
+
+# ------------------------------------------------------------------ bodies
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RobotIn(Strict):
+    name: str = Field(pattern=NAME)
+    embodiment: str
+    software_version: str = Field(min_length=1, max_length=64)
+    site: str = Field("default", pattern=NAME)
+
+    @field_validator("embodiment")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from embodia.body.embodiments import list_embodiments
+
+        if v not in list_embodiments():
+            raise ValueError(f"unknown embodiment {v!r}; known: {list_embodiments()}")
+        return v
+
+
+class HeartbeatIn(Strict):
+    status: Literal["idle", "busy", "recording", "error"] = "idle"
+
+
+class Metrics(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    success_rate: float | None = Field(None, ge=0.0, le=1.0)
+    episodes: int | None = Field(None, ge=1)
+
+
+class SkillIn(Strict):
+    name: str = Field(pattern=NAME)
+    embodiment: str
+    head: str = Field(pattern=NAME)
+    checkpoint_hash: str = Field(pattern=SHA256.pattern)
+    metrics: Metrics = Field(default_factory=Metrics)
+
+    _known = field_validator("embodiment")(RobotIn._known.__func__)
+
+
+class AssignIn(Strict):
+    skill_id: int
+
+
+# ------------------------------------------------------------------ views
+def age_s(t: datetime | None) -> float | None:
+    if t is None:
+        return None
+    if t.tzinfo is None:  # SQLite hands back naive datetimes; they were written as UTC
+        t = t.replace(tzinfo=UTC)
+    return round((now() - t).total_seconds(), 3)
+
+
+def skill_view(s: Skill | None) -> dict[str, Any] | None:
+    if s is None:
+        return None
+    return {"id": s.id, "name": s.name, "embodiment": s.embodiment, "head": s.head,
+            "checkpoint_hash": s.checkpoint_hash, "metrics": s.metrics, "status": s.status,
+            "created_at": s.created_at.isoformat(),
+            "promoted_at": s.promoted_at.isoformat() if s.promoted_at else None}
+
+
+def _db(request: Request):
+    with request.app.state.sessions() as s:
+        yield s
+
+
+DB = Annotated[Session, Depends(_db)]
+
+
+def caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    """The token's principal; 401 for a missing or unknown token (no body has been read)."""
+    with request.app.state.sessions() as s:
+        p = lookup(s, authorization)
+    if p is None:
+        raise HTTPException(401, detail={"field": "Authorization", "message":
+                            "a valid 'Authorization: Bearer <token>' header is required"},
+                            headers={"WWW-Authenticate": "Bearer"})
+    return p
+
+
+def role(*roles: str) -> Callable[..., Principal]:
+    def check(p: Annotated[Principal, Depends(caller)]) -> Principal:
+        if p.role not in roles:
+            raise HTTPException(403, detail={"field": "Authorization", "message":
+                                f"a {p.role} token cannot do this (needs: {', '.join(roles)})"})
+        return p
+    return check
+
+
+Caller = Annotated[Principal, Depends(caller)]
+Robots = Annotated[Principal, Depends(role("robot"))]
+Operators = Annotated[Principal, Depends(role("operator"))]
+Readers = Annotated[Principal, Depends(role("operator", "viewer"))]
+
+
+def create_app(config: FleetConfig | None = None, sessions: sessionmaker[Session] | None = None) -> FastAPI:
+    config = config or FleetConfig()
+    sessions = sessions or open_database(config.db)
+    data_dir = Path(config.data_dir)
+    staging = data_dir / "staging"
+    staging.mkdir(parents=True, exist_ok=True)
+    for leftover in staging.iterdir():  # our own half-done uploads from before a crash
+        shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink()
+
+    app = FastAPI(title="embodia fleet", version="1", docs_url=None, redoc_url=None)
+    app.state.sessions = sessions
+    app.state.config = config
+
+    def own_robot(p: Principal, robot_id: str) -> None:
+        if p.role == "robot" and p.robot_id != robot_id:
+            raise HTTPException(403, detail={"field": "robot_id", "message":
+                                "a robot token may act only for its own robot"})
+
+    def get_robot(s: Session, robot_id: str) -> Robot:
+        r = s.get(Robot, robot_id)
+        if r is None:
+            raise bad("robot_id", f"no robot {robot_id!r}", 404)
+        return r
+
+    def robot_view(s: Session, r: Robot) -> dict[str, Any]:
+        age = age_s(r.last_heartbeat)
+        status = r.status if age is not None and age <= config.stale_after_s else (
+            "stale" if age is not None else r.status)
+        return {"id": r.id, "name": r.name, "embodiment": r.embodiment, "software_version": r.software_version,
+                "site": r.site, "status": status, "heartbeat_age_s": age,
+                "skill": skill_view(s.get(Skill, r.skill_id) if r.skill_id else None)}
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict:
+        return {"ok": True}
+
+    # ------------------------------------------------------------------ robots
+    @app.post("/api/robots", status_code=201)
+    def register(body: RobotIn, s: DB, p: Robots) -> dict:
+        """Register the calling robot (its token binds to it); again with the same token updates it."""
+        token = s.get(Token, p.token_id)
+        r = s.get(Robot, token.robot_id) if token.robot_id else None
+        if r is None:
+            r = Robot(id="r-" + uuid4().hex[:10], name=body.name, embodiment=body.embodiment,
+                      software_version=body.software_version, site=body.site)
+            s.add(r)
+            s.flush()
+            token.robot_id = r.id
+        elif r.embodiment != body.embodiment:
+            raise bad("embodiment", f"robot {r.id} is registered as {r.embodiment!r}, not {body.embodiment!r}", 409)
+        r.name, r.software_version, r.site = body.name, body.software_version, body.site
+        if r.skill_id is None:  # a new robot runs its embodiment's promoted skill
+            cur = _promoted(s, r.embodiment)
+            r.skill_id = cur.id if cur else None
+        s.commit()
+        return robot_view(s, r)
+
+    @app.post("/api/robots/{robot_id}/heartbeat")
+    def heartbeat(robot_id: str, body: HeartbeatIn, s: DB,
+                  p: Robots) -> dict:
+        own_robot(p, robot_id)
+        r = get_robot(s, robot_id)
+        r.status, r.last_heartbeat = body.status, now()
+        s.commit()
+        return {"id": r.id, "skill": skill_view(s.get(Skill, r.skill_id) if r.skill_id else None)}
+
+    @app.get("/api/robots")
+    def robots(s: DB, _: Readers) -> list[dict]:
+        return [robot_view(s, r) for r in s.scalars(select(Robot).order_by(Robot.registered_at))]
+
+    @app.get("/api/robots/{robot_id}/skill")
+    def robot_skill(robot_id: str, s: DB, p: Caller) -> dict:
+        own_robot(p, robot_id)
+        r = get_robot(s, robot_id)
+        return {"robot_id": r.id, "skill": skill_view(s.get(Skill, r.skill_id) if r.skill_id else None)}
+
+    @app.put("/api/robots/{robot_id}/skill")
+    def assign(robot_id: str, body: AssignIn, s: DB,
+               _: Operators) -> dict:
+        """Put one robot on a skill version (a canary), which must be for its embodiment."""
+        r = get_robot(s, robot_id)
+        k = s.get(Skill, body.skill_id)
+        if k is None:
+            raise bad("skill_id", f"no skill version {body.skill_id}", 404)
+        if k.embodiment != r.embodiment:
+            raise bad("skill_id", f"skill {k.id} is for {k.embodiment!r}; robot {r.id} is {r.embodiment!r}")
+        r.skill_id = k.id
+        s.commit()
+        return robot_view(s, r)
+
+    # ------------------------------------------------------------------ skills
+    @app.get("/api/skills")
+    def skills(s: DB, _: Readers) -> list[dict]:
+        return [skill_view(k) for k in s.scalars(select(Skill).order_by(Skill.id))]
+
+    @app.post("/api/skills", status_code=201)
+    def add_skill(body: SkillIn, s: DB, _: Operators) -> dict:
+        k = Skill(name=body.name, embodiment=body.embodiment, head=body.head,
+                  checkpoint_hash=body.checkpoint_hash, metrics=body.metrics.model_dump(exclude_none=True))
+        s.add(k)
+        s.commit()
+        return skill_view(k)
+
+    @app.post("/api/skills/{skill_id}/promote")
+    def promote(skill_id: int, s: DB, _: Operators) -> dict:
+        """Roll a skill version out to every robot of its embodiment, if it is not worse than
+        the promoted one (success rate on its evaluation; both numbers in the answer)."""
+        k = s.get(Skill, skill_id)
+        if k is None:
+            raise bad("skill_id", f"no skill version {skill_id}", 404)
+        new = k.metrics.get("success_rate")
+        if new is None:
+            raise bad("metrics.success_rate", f"skill {k.id} has no evaluated success rate; run an eval first", 409)
+        cur = _promoted(s, k.embodiment)
+        old = cur.metrics.get("success_rate", 0.0) if cur is not None and cur.id != k.id else None
+        rule = {"rule": "promote only if success_rate >= the promoted version's", "candidate": new,
+                "promoted": old, "promoted_id": cur.id if cur else None}
+        if old is not None and new < old:
+            raise HTTPException(409, detail={"field": "metrics.success_rate", **rule, "message":
+                                f"skill {k.id} scores {new:.3f}, worse than the promoted {cur.id} at {old:.3f}"})
+        if cur is not None and cur.id != k.id:
+            cur.status = "retired"
+        k.status, k.promoted_at = "promoted", now()
+        fleet = list(s.scalars(select(Robot).where(Robot.embodiment == k.embodiment)))
+        for r in fleet:
+            r.skill_id = k.id
+        s.commit()
+        return {"skill": skill_view(k), **rule, "robots": [r.id for r in fleet]}
+
+    # ------------------------------------------------------------------ datasets
+    @app.get("/api/datasets")
+    def datasets(s: DB, _: Readers) -> list[dict]:
+        rows = s.execute(select(Dataset, func.count(Upload.id), func.coalesce(func.sum(Upload.episodes), 0),
+                                func.coalesce(func.sum(Upload.frames), 0), func.coalesce(func.sum(Upload.successes), 0))
+                         .outerjoin(Upload, Upload.dataset_id == Dataset.id).group_by(Dataset.id)
+                         .order_by(Dataset.name))
+        return [{"name": d.name, "embodiment": d.embodiment, "tier": d.tier, "uploads": n, "episodes": int(ep),
+                 "frames": int(fr), "successes": int(ok)} for d, n, ep, fr, ok in rows]
+
+    @app.post("/api/datasets/{name}/episodes", status_code=201)
+    async def upload(request: Request, name: Annotated[str, PathParam(pattern=NAME)],
+                     p: Robots,
+                     x_content_sha256: Annotated[str, Header(pattern=SHA256.pattern)],
+                     tier: Annotated[str, Query(pattern="^(" + "|".join(TIERS) + ")$")] = "real",
+                     content_length: Annotated[int | None, Header(ge=0)] = None) -> dict:
+        """A robot sends an archive of recorded episodes; the same content again is a no-op (200)."""
+        if p.robot_id is None:
+            raise bad("Authorization", "register this robot (POST /api/robots) before uploading", 409)
+        if content_length is not None and content_length > config.max_upload_bytes:
+            raise bad("body", f"{content_length} bytes is over the {config.max_upload_bytes}-byte limit", 413)
+        with sessions() as s:
+            robot = s.get(Robot, p.robot_id)
+            ds = s.scalar(select(Dataset).where(Dataset.name == name))
+            if ds is not None and ds.embodiment != robot.embodiment:
+                raise bad("name", f"dataset {name!r} holds {ds.embodiment!r} episodes; this robot is {robot.embodiment!r}")
+            if ds is not None and s.scalar(select(Upload).where(Upload.dataset_id == ds.id,
+                                                                Upload.sha256 == x_content_sha256)):
+                return _duplicate(s, ds, x_content_sha256)
+        work = Path(tempfile.mkdtemp(prefix="upload-", dir=staging))
+        try:
+            archive, h, size = work / "episodes.tar.gz", hashlib.sha256(), 0
+            with archive.open("wb") as f:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > config.max_upload_bytes:
+                        raise bad("body", f"the body is over the {config.max_upload_bytes}-byte limit", 413)
+                    h.update(chunk)
+                    f.write(chunk)
+            if h.hexdigest() != x_content_sha256:
+                raise bad("X-Content-SHA256", f"the body's SHA-256 is {h.hexdigest()}, not the one sent")
+            return await run_in_threadpool(_ingest, work, archive, name, tier, robot.id, robot.embodiment,
+                                           x_content_sha256, size)
+        except E.UploadError as e:
+            raise bad(e.field, str(e)) from None
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _ingest(work: Path, archive: Path, name: str, tier: str, robot_id: str, embodiment: str,
+                sha: str, size: int) -> dict:
+        root = E.unpack(archive, work / "unpacked", config.max_unpacked_bytes)
+        summary = E.check(root)
+        if summary.embodiment and summary.embodiment != embodiment:
+            raise E.UploadError("embodiment", f"the episodes are {summary.embodiment!r}; this robot is {embodiment!r}")
+        dest = E.store(root, data_dir / "datasets" / name / sha)
+        with sessions() as s:
+            ds = s.scalar(select(Dataset).where(Dataset.name == name))
+            if ds is None:
+                ds = Dataset(name=name, embodiment=embodiment, tier=tier)
+                s.add(ds)
+                s.flush()
+            s.add(Upload(dataset_id=ds.id, robot_id=robot_id, sha256=sha, size_bytes=size,
+                         episodes=summary.episodes, frames=summary.frames, successes=summary.successes,
+                         fps=summary.fps, path=str(dest)))
+            try:
+                s.commit()
+            except IntegrityError:  # the same archive raced in on another request
+                s.rollback()
+                return _duplicate(s, s.scalar(select(Dataset).where(Dataset.name == name)), sha)
+            return {"dataset": name, "sha256": sha, "duplicate": False, "episodes": summary.episodes,
+                    "frames": summary.frames, "successes": summary.successes}
+
+    return app
+
+
+def _promoted(s: Session, embodiment: str) -> Skill | None:
+    return s.scalar(select(Skill).where(Skill.embodiment == embodiment, Skill.status == "promoted")
+                    .order_by(Skill.promoted_at.desc()))
+
+
+def _duplicate(s: Session, ds: Dataset, sha: str):
+    from fastapi.responses import JSONResponse
+
+    u = s.scalar(select(Upload).where(Upload.dataset_id == ds.id, Upload.sha256 == sha))
+    return JSONResponse({"dataset": ds.name, "sha256": sha, "duplicate": True, "episodes": u.episodes,
+                         "frames": u.frames, "successes": u.successes}, status_code=200)
