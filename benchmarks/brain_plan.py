@@ -19,7 +19,14 @@ import statistics
 import time
 
 from embodia.brain.refusal import Refusal
-from embodia.brain.testset import CORPUS, build_scenes, evaluate_case, load_testset, split_of, summarize
+from embodia.brain.testset import (
+    CORPUS,
+    build_scenes,
+    evaluate_case,
+    load_testset,
+    split_of,
+    summarize,
+)
 from embodia.eval.machine import machine_info
 
 

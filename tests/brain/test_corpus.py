@@ -4,8 +4,16 @@ import pytest
 
 from embodia.brain.refusal import Refusal
 from embodia.brain.state import State
-from embodia.brain.testset import CORPUS, Case, build_scenes, evaluate_case, fingerprint, load_testset, \
-    minimal_steps, split_of
+from embodia.brain.testset import (
+    CORPUS,
+    Case,
+    build_scenes,
+    evaluate_case,
+    fingerprint,
+    load_testset,
+    minimal_steps,
+    split_of,
+)
 
 
 @pytest.fixture(scope="module")
