@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# System libraries for MuJoCo's offscreen EGL rendering in software (Mesa). Idempotent:
-# installs only what is missing, and only when running as root with apt available.
+# System packages: libraries for MuJoCo's offscreen EGL rendering in software (Mesa), and
+# PostgreSQL's server binaries for the fleet service's tests and benchmarks (no cluster is
+# created or started here: serve/fleet/postgres.py runs private ones). Idempotent: installs
+# only what is missing, and only when running as root with apt available.
 set -euo pipefail
-pkgs=(libegl1 libegl-mesa0 libgl1-mesa-dri libgles2 libglvnd0)
+pkgs=(libegl1 libegl-mesa0 libgl1-mesa-dri libgles2 libglvnd0 postgresql)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

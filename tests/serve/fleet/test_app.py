@@ -3,6 +3,7 @@
 import hashlib
 import io
 import tarfile
+import uuid
 
 import numpy as np
 import pytest
@@ -19,9 +20,12 @@ from embodia.serve.fleet.tokens import create_token
 HASH = "ab" * 32
 
 
-@pytest.fixture
-def fleet(tmp_path):
-    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fleet(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    else:
+        url = request.getfixturevalue("postgres").create_database(f"t{uuid.uuid4().hex[:12]}")
     sessions = open_database(url)
     app = create_app(FleetConfig(db=url, data_dir=str(tmp_path / "data"), max_upload_bytes=2_000_000),
                      sessions)
