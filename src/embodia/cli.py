@@ -285,7 +285,8 @@ def eval_cmd(
             learned.cfg.n_action_steps = n_action_steps or learned.cfg.n_action_steps
             if temporal_ensemble is not None:
                 learned.cfg.temporal_ensemble = temporal_ensemble
-        cameras, image_size = tuple(learned.cfg.cameras), learned.cfg.image_size
+        cameras = tuple(learned.cfg.cameras)
+        image_size = learned.cfg.image_size if cameras else 96  # a state-only policy renders nothing
 
         def agent_factory():
             return PolicyAgent(learned)
@@ -1177,3 +1178,7 @@ def run(
 
 def main() -> None:  # pragma: no cover
     sys.exit(app())
+
+
+if __name__ == "__main__":  # `python -m embodia.cli`, as the fleet's jobs run it
+    main()

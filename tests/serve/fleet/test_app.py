@@ -27,7 +27,8 @@ def fleet(request, tmp_path):
     else:
         url = request.getfixturevalue("postgres").create_database(f"t{uuid.uuid4().hex[:12]}")
     sessions = open_database(url)
-    app = create_app(FleetConfig(db=url, data_dir=str(tmp_path / "data"), max_upload_bytes=2_000_000),
+    app = create_app(FleetConfig(db=url, data_dir=str(tmp_path / "data"), max_upload_bytes=2_000_000,
+                                 run_jobs=False),
                      sessions)
     client = TestClient(app)
 

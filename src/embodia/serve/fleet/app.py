@@ -14,6 +14,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +31,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from embodia.serve.fleet import episodes as E
 from embodia.serve.fleet.database import DEFAULT_URL, open_database
-from embodia.serve.fleet.models import TIERS, Dataset, Robot, Skill, Token, Upload, now
+from embodia.serve.fleet.jobs import JobRunner
+from embodia.serve.fleet.models import TIERS, Dataset, Job, Robot, Skill, Token, Upload, now
 from embodia.serve.fleet.tokens import Principal, lookup
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
@@ -46,6 +48,8 @@ class FleetConfig:
     max_upload_bytes: int = 256 * 1024 * 1024
     max_unpacked_bytes: int = 1024 * 1024 * 1024
     stale_after_s: float = 10.0  # a robot whose last heartbeat is older shows as `stale`
+    run_jobs: bool = True  # run queued jobs in this process (on Ray); off: record them only
+    ray_address: str | None = None  # None: a local Ray instance, started with the first job
 
 
 def bad(field: str, message: str, status: int = 422) -> HTTPException:
@@ -95,6 +99,51 @@ class SkillIn(Strict):
 
 class AssignIn(Strict):
     skill_id: int
+
+
+class TrainJob(Strict):
+    kind: Literal["train"]
+    name: str = Field(pattern=NAME)  # the skill version's name
+    datasets: list[str] = Field(min_length=1, max_length=32)
+    head: Literal["flow", "tokens", "act", "diffusion", "l1"] = "flow"
+    max_steps: int = Field(2000, ge=1, le=10_000_000)
+    max_minutes: float = Field(10.0, gt=0, le=7 * 24 * 60)
+    batch_size: int = Field(8, ge=1, le=4096)
+    seed: int = Field(0, ge=0)
+
+
+class EvalJob(Strict):
+    kind: Literal["eval"]
+    skill_id: int
+    skill: str  # the meta-skill it is scored on
+    episodes: int = Field(10, ge=1, le=10_000)
+    seed_start: int = Field(100_000, ge=0)  # held-out seeds by default: demos record from 0
+
+    @field_validator("skill")
+    @classmethod
+    def _meta_skill(cls, v: str) -> str:
+        from embodia.body.skills import SKILLS
+
+        if v not in SKILLS:
+            raise ValueError(f"unknown meta-skill {v!r}; known: {sorted(SKILLS)}")
+        return v
+
+
+class CollectJob(Strict):
+    kind: Literal["collect"]
+    dataset: str = Field(pattern=NAME)
+    embodiment: str
+    skill: str
+    episodes: int = Field(10, ge=1, le=100_000)
+    seed_start: int = Field(0, ge=0)
+    cameras: str | None = Field(None, pattern=r"^[a-z0-9_,]+$")  # None: collect's default; 'none': state only
+
+    _known = field_validator("embodiment")(RobotIn._known.__func__)
+    _meta_skill = field_validator("skill")(EvalJob._meta_skill.__func__)
+
+
+class JobIn(BaseModel):
+    job: Annotated[TrainJob | EvalJob | CollectJob, Field(discriminator="kind")]
 
 
 # ------------------------------------------------------------------ views
@@ -158,7 +207,18 @@ def create_app(config: FleetConfig | None = None, sessions: sessionmaker[Session
     for leftover in staging.iterdir():  # our own half-done uploads from before a crash
         shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink()
 
-    app = FastAPI(title="embodia fleet", version="1", docs_url=None, redoc_url=None)
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        runner = JobRunner(sessions, data_dir, config.ray_address) if config.run_jobs else None
+        if runner is not None:
+            runner.start()
+        try:
+            yield
+        finally:
+            if runner is not None:
+                runner.stop()
+
+    app = FastAPI(title="embodia fleet", version="1", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.sessions = sessions
     app.state.config = config
 
@@ -350,7 +410,53 @@ def create_app(config: FleetConfig | None = None, sessions: sessionmaker[Session
             return {"dataset": name, "sha256": sha, "duplicate": False, "episodes": summary.episodes,
                     "frames": summary.frames, "successes": summary.successes}
 
+    # ------------------------------------------------------------------ jobs
+    @app.post("/api/jobs", status_code=201)
+    def add_job(body: JobIn, s: DB, _: Operators) -> dict:
+        spec = body.job
+        if isinstance(spec, TrainJob):
+            found = {d.name: d for d in s.scalars(select(Dataset).where(Dataset.name.in_(spec.datasets)))}
+            missing = [n for n in spec.datasets if n not in found]
+            if missing:
+                raise bad("job.datasets", f"no dataset named {missing}", 404)
+            embodiments = sorted({d.embodiment for d in found.values()})
+            if len(embodiments) > 1:
+                raise bad("job.datasets", f"the datasets mix embodiments {embodiments}; train one at a time")
+        elif isinstance(spec, EvalJob):
+            k = s.get(Skill, spec.skill_id)
+            if k is None:
+                raise bad("job.skill_id", f"no skill version {spec.skill_id}", 404)
+            if not k.checkpoint_path:
+                raise bad("job.skill_id", f"skill {k.id} has no checkpoint on this service to evaluate")
+        else:
+            ds = s.scalar(select(Dataset).where(Dataset.name == spec.dataset))
+            if ds is not None and ds.embodiment != spec.embodiment:
+                raise bad("job.dataset", f"dataset {ds.name!r} holds {ds.embodiment!r} episodes")
+        job = Job(kind=spec.kind, params=spec.model_dump(exclude={"kind"}))
+        s.add(job)
+        s.commit()
+        return job_view(job)
+
+    @app.get("/api/jobs/{job_id}")
+    def get_job(job_id: int, s: DB, _: Readers) -> dict:
+        job = s.get(Job, job_id)
+        if job is None:
+            raise bad("job_id", f"no job {job_id}", 404)
+        return job_view(job)
+
+    @app.get("/api/jobs")
+    def jobs(s: DB, _: Readers) -> list[dict]:
+        return [job_view(j) for j in s.scalars(select(Job).order_by(Job.id.desc()).limit(100))]
+
     return app
+
+
+def job_view(j: Job) -> dict[str, Any]:
+    return {"id": j.id, "kind": j.kind, "state": j.state, "progress": round(j.progress, 4), "params": j.params,
+            "log_tail": j.log_tail, "artefacts": j.artefacts, "error": j.error, "attempts": j.attempts,
+            "created_at": j.created_at.isoformat(),
+            "started_at": j.started_at.isoformat() if j.started_at else None,
+            "finished_at": j.finished_at.isoformat() if j.finished_at else None}
 
 
 def _promoted(s: Session, embodiment: str) -> Skill | None:

@@ -10,12 +10,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 ROLES = ("robot", "operator", "viewer")
 TIERS = ("real", "synthetic", "human")
 SKILL_STATES = ("candidate", "promoted", "retired")
+JOB_KINDS = ("train", "eval", "collect")
+JOB_STATES = ("queued", "running", "succeeded", "failed")
 
 
 def now() -> datetime:
@@ -59,6 +61,7 @@ class Skill(Base):
     embodiment: Mapped[str] = mapped_column(String(64))
     head: Mapped[str] = mapped_column(String(32))
     checkpoint_hash: Mapped[str] = mapped_column(String(64))
+    checkpoint_path: Mapped[str | None] = mapped_column(String(512), default=None)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(16), default="candidate")
     created_at: Mapped[datetime] = mapped_column(default=now)
@@ -90,3 +93,21 @@ class Upload(Base):
     fps: Mapped[float] = mapped_column(Float)
     path: Mapped[str] = mapped_column(String(512))
     created_at: Mapped[datetime] = mapped_column(default=now)
+
+
+class Job(Base):
+    """A train, eval or collect run on Ray; `attempts` counts starts (a service restart resumes)."""
+
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    log_tail: Mapped[str] = mapped_column(Text, default="")
+    artefacts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
