@@ -49,13 +49,15 @@ def _watch_parent(parent_pid: int) -> None:
         time.sleep(POLL_S)
 
 
-def die_with_parent(parent_pid: int) -> None:
+def die_with_parent(parent_pid: int, use_signal: bool = True) -> None:
     """Worker initializer: end this process when `parent_pid` (its parent) dies.
 
     Checks the parent once after arming the signal: a parent that died while the child was
-    starting would otherwise never be noticed.
+    starting would otherwise never be noticed. `use_signal=False` polls instead: for a pool
+    whose workers may be started from a short-lived thread (the death signal would fire when
+    that thread ends, not the parent).
     """
-    if not set_parent_death_signal():
+    if not (use_signal and set_parent_death_signal()):
         threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True,
                          name="embodia-parent-watch").start()
     if os.getppid() != parent_pid:

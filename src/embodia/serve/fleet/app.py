@@ -9,11 +9,16 @@ version they run, and the answer shows the numbers.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import multiprocessing as mp
+import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,10 +30,11 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from embodia.data.children import die_with_parent
 from embodia.serve.fleet import episodes as E
 from embodia.serve.fleet.database import DEFAULT_URL, open_database
 from embodia.serve.fleet.jobs import JobRunner
@@ -172,10 +178,22 @@ def _db(request: Request):
 DB = Annotated[Session, Depends(_db)]
 
 
-def caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
-    """The token's principal; 401 for a missing or unknown token (no body has been read)."""
+TOKEN_CACHE_S = 30.0  # a token's principal is looked up at most this often
+
+
+async def caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    """The token's principal; 401 for a missing or unknown token (no body has been read).
+    Async and cached: a heartbeat costs no thread hop and, mostly, no token query."""
+    cache: dict = request.app.state.token_cache
+    hit = cache.get(authorization)
+    if hit is not None and hit[1] > time.monotonic():
+        return hit[0]
     with request.app.state.sessions() as s:
         p = lookup(s, authorization)
+    if p is not None:
+        if len(cache) > 100_000:
+            cache.clear()
+        cache[authorization] = (p, time.monotonic() + TOKEN_CACHE_S)
     if p is None:
         raise HTTPException(401, detail={"field": "Authorization", "message":
                             "a valid 'Authorization: Bearer <token>' header is required"},
@@ -184,7 +202,7 @@ def caller(request: Request, authorization: Annotated[str | None, Header()] = No
 
 
 def role(*roles: str) -> Callable[..., Principal]:
-    def check(p: Annotated[Principal, Depends(caller)]) -> Principal:
+    async def check(p: Annotated[Principal, Depends(caller)]) -> Principal:
         if p.role not in roles:
             raise HTTPException(403, detail={"field": "Authorization", "message":
                                 f"a {p.role} token cannot do this (needs: {', '.join(roles)})"})
@@ -212,14 +230,19 @@ def create_app(config: FleetConfig | None = None, sessions: sessionmaker[Session
         runner = JobRunner(sessions, data_dir, config.ray_address) if config.run_jobs else None
         if runner is not None:
             runner.start()
+        await asyncio.get_running_loop().run_in_executor(workers(), E.warm)
         try:
             yield
         finally:
             if runner is not None:
                 runner.stop()
+            if _app.state.ingest_pool is not None:
+                _app.state.ingest_pool.shutdown(cancel_futures=True)
 
     app = FastAPI(title="embodia fleet", version="1", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.sessions = sessions
+    app.state.token_cache = {}
+    app.state.ingest_pool = None
     app.state.config = config
 
     def own_robot(p: Principal, robot_id: str) -> None:
@@ -247,7 +270,7 @@ def create_app(config: FleetConfig | None = None, sessions: sessionmaker[Session
 
     # ------------------------------------------------------------------ robots
     @app.post("/api/robots", status_code=201)
-    def register(body: RobotIn, s: DB, p: Robots) -> dict:
+    def register(request: Request, body: RobotIn, s: DB, p: Robots) -> dict:
         """Register the calling robot (its token binds to it); again with the same token updates it."""
         token = s.get(Token, p.token_id)
         r = s.get(Robot, token.robot_id) if token.robot_id else None
@@ -257,6 +280,7 @@ def create_app(config: FleetConfig | None = None, sessions: sessionmaker[Session
             s.add(r)
             s.flush()
             token.robot_id = r.id
+            request.app.state.token_cache.clear()  # the token now speaks for this robot
         elif r.embodiment != body.embodiment:
             raise bad("embodiment", f"robot {r.id} is registered as {r.embodiment!r}, not {body.embodiment!r}", 409)
         r.name, r.software_version, r.site = body.name, body.software_version, body.site
@@ -267,13 +291,18 @@ def create_app(config: FleetConfig | None = None, sessions: sessionmaker[Session
         return robot_view(s, r)
 
     @app.post("/api/robots/{robot_id}/heartbeat")
-    def heartbeat(robot_id: str, body: HeartbeatIn, s: DB,
-                  p: Robots) -> dict:
+    async def heartbeat(robot_id: str, body: HeartbeatIn, p: Robots) -> dict:
+        """The hot path (every robot, every second): one UPDATE, one read of the assigned skill,
+        on the event loop (each is well under a millisecond; a thread hop would cost more)."""
         own_robot(p, robot_id)
-        r = get_robot(s, robot_id)
-        r.status, r.last_heartbeat = body.status, now()
-        s.commit()
-        return {"id": r.id, "skill": skill_view(s.get(Skill, r.skill_id) if r.skill_id else None)}
+        with sessions() as s:
+            row = s.execute(update(Robot).where(Robot.id == robot_id)
+                            .values(status=body.status, last_heartbeat=now())
+                            .returning(Robot.id, Robot.skill_id)).first()
+            s.commit()
+            if row is None:
+                raise bad("robot_id", f"no robot {robot_id!r}", 404)
+            return {"id": robot_id, "skill": skill_view(s.get(Skill, row.skill_id) if row.skill_id else None)}
 
     @app.get("/api/robots")
     def robots(s: DB, _: Readers) -> list[dict]:
@@ -379,26 +408,31 @@ def create_app(config: FleetConfig | None = None, sessions: sessionmaker[Session
                     f.write(chunk)
             if h.hexdigest() != x_content_sha256:
                 raise bad("X-Content-SHA256", f"the body's SHA-256 is {h.hexdigest()}, not the one sent")
-            return await run_in_threadpool(_ingest, work, archive, name, tier, robot.id, robot.embodiment,
-                                           x_content_sha256, size)
+            summary, dest = await asyncio.get_running_loop().run_in_executor(
+                workers(), E.prepare, archive, work, data_dir / "datasets", name, x_content_sha256,
+                robot.embodiment, config.max_unpacked_bytes)
+            return await run_in_threadpool(_record, name, tier, robot.id, robot.embodiment, x_content_sha256,
+                                           size, summary, dest)
         except E.UploadError as e:
             raise bad(e.field, str(e)) from None
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
-    def _ingest(work: Path, archive: Path, name: str, tier: str, robot_id: str, embodiment: str,
-                sha: str, size: int) -> dict:
-        root = E.unpack(archive, work / "unpacked", config.max_unpacked_bytes)
-        summary = E.check(root)
-        if summary.embodiment and summary.embodiment != embodiment:
-            raise E.UploadError("embodiment", f"the episodes are {summary.embodiment!r}; this robot is {embodiment!r}")
-        dest = E.store(root, data_dir / "datasets" / name / sha)
+    def workers() -> ProcessPoolExecutor:
+        """One process that unpacks and checks uploads (started on the first upload; spawned, so
+        nothing of the service's threads is forked; it dies with the service, by polling: it
+        may be started from a request's thread)."""
+        if app.state.ingest_pool is None:
+            app.state.ingest_pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"),
+                                                        initializer=die_with_parent, initargs=(os.getpid(), False))
+        return app.state.ingest_pool
+
+    def _record(name: str, tier: str, robot_id: str, embodiment: str, sha: str, size: int,
+                summary: E.EpisodeSummary, dest: Path) -> dict:
         with sessions() as s:
-            ds = s.scalar(select(Dataset).where(Dataset.name == name))
-            if ds is None:
-                ds = Dataset(name=name, embodiment=embodiment, tier=tier)
-                s.add(ds)
-                s.flush()
+            ds = dataset_for(s, name, embodiment, tier)
+            if ds.embodiment != embodiment:  # created meanwhile by a robot of another embodiment
+                raise E.UploadError("name", f"dataset {name!r} holds {ds.embodiment!r} episodes")
             s.add(Upload(dataset_id=ds.id, robot_id=robot_id, sha256=sha, size_bytes=size,
                          episodes=summary.episodes, frames=summary.frames, successes=summary.successes,
                          fps=summary.fps, path=str(dest)))
@@ -457,6 +491,20 @@ def job_view(j: Job) -> dict[str, Any]:
             "created_at": j.created_at.isoformat(),
             "started_at": j.started_at.isoformat() if j.started_at else None,
             "finished_at": j.finished_at.isoformat() if j.finished_at else None}
+
+
+def dataset_for(s: Session, name: str, embodiment: str, tier: str) -> Dataset:
+    """The dataset `name`, created if new (two first uploads racing both get the one row)."""
+    ds = s.scalar(select(Dataset).where(Dataset.name == name))
+    if ds is not None:
+        return ds
+    try:
+        with s.begin_nested():
+            ds = Dataset(name=name, embodiment=embodiment, tier=tier)
+            s.add(ds)
+        return ds
+    except IntegrityError:
+        return s.scalar(select(Dataset).where(Dataset.name == name))
 
 
 def _promoted(s: Session, embodiment: str) -> Skill | None:

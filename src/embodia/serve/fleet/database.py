@@ -22,7 +22,7 @@ def make_engine(url: str = DEFAULT_URL) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     try:
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_recycle=1800, pool_size=8, max_overflow=16)
     except Exception as e:  # an unparsable URL or a missing driver: say which
         raise ValueError(f"--db {url!r}: {e}") from None
     if engine.dialect.name == "sqlite":
@@ -30,6 +30,7 @@ def make_engine(url: str = DEFAULT_URL) -> Engine:
         def _pragmas(dbapi_conn, _record) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives a crash of the process
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=5000")
             cur.close()

@@ -22,8 +22,11 @@ class UploadError(ValueError):
     """The upload is not a valid dataset archive; `field` names what is wrong."""
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
+        super().__init__(field, message)  # both in args: it crosses a process pool intact
+        self.field, self.message = field, message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 @dataclass(frozen=True)
@@ -79,3 +82,20 @@ def store(root: Path, dest: Path) -> Path:
         return dest
     root.rename(dest)
     return dest
+
+
+def prepare(archive: Path, work: Path, datasets_dir: Path, name: str, sha: str, embodiment: str,
+            max_bytes: int) -> tuple[EpisodeSummary, Path]:
+    """Unpack, check and store one upload (the CPU-heavy part, run in a worker process so the
+    service's event loop keeps answering heartbeats)."""
+    root = unpack(archive, work / "unpacked", max_bytes)
+    summary = check(root)
+    if summary.embodiment and summary.embodiment != embodiment:
+        raise UploadError("embodiment", f"the episodes are {summary.embodiment!r}; this robot is {embodiment!r}")
+    return summary, store(root, datasets_dir / name / sha)
+
+
+def warm() -> int:
+    """A no-op a worker process runs first, so that this module (pyarrow, the validator) is
+    imported before the first real upload waits for it."""
+    return 0

@@ -198,11 +198,9 @@ class JobRunner:
         root = workdir / "dataset"
         summary = E.check(root)
         sha = tree_hash(root)
-        ds = s.scalar(select(Dataset).where(Dataset.name == p["dataset"]))
-        if ds is None:
-            ds = Dataset(name=p["dataset"], embodiment=p["embodiment"], tier="synthetic")
-            s.add(ds)
-            s.flush()
+        from embodia.serve.fleet.app import dataset_for
+
+        ds = dataset_for(s, p["dataset"], p["embodiment"], "synthetic")
         dest = E.store(root, self.data_dir / "datasets" / ds.name / sha)
         if s.scalar(select(Upload).where(Upload.dataset_id == ds.id, Upload.sha256 == sha)) is None:
             s.add(Upload(dataset_id=ds.id, sha256=sha, size_bytes=sum(f.stat().st_size for f in dest.rglob("*")
