@@ -92,5 +92,5 @@ def test_case_fields_are_checked():
         Case(0, "x", "maybe", "verbs")
     with pytest.raises(ValueError, match="readings"):
         Case(0, "x", "clarify", "clarify")
-    with pytest.raises(ValueError, match="sequence or alternatives"):
+    with pytest.raises(ValueError, match="sequence, alternatives or tower"):
         Case(0, "x", "plan", "verbs")

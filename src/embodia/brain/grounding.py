@@ -110,6 +110,8 @@ class Grounder:
     def parse(self, text: str, allow_relation: bool = True) -> Mention:
         text = re.sub(r"\s+", " ", text.strip().lower())
         text = re.sub(r"^(of )?", "", text)
+        for pattern, repl in SELECTOR_PHRASES:  # "the cube on the left" = "the leftmost cube"
+            text = pattern.sub(repl, text)
         if not text:
             raise Refusal("unknown", text, "an object is missing here")
         m = Mention(text)
@@ -305,6 +307,23 @@ def _related(state: State, obj: str, prep: str, target: str) -> bool:
     if prep in ("under", "beneath"):
         return state.support.get(target) == obj
     return any(state.holds(lit(name, obj, target)) for name in ("on", "in"))
+
+
+_CLS = r"(?P<c>cube|block|box|one)s?"
+_THAT = r"(?:that's |that is |which is |that sits |sitting )?"
+SELECTOR_PHRASES = [(re.compile(p), r) for p, r in (
+    (r"\b(?:further|farther|furthest|farthest) (?:away|back|out)(?: from (?:you|me|the robot))?\b", "farthest"),
+    (r"\b(?:furthest|farthest|further|farther) from (?:you|me|the robot)\b", "farthest"),
+    (r"\b(?:closest|nearest) to (?:you|me|the robot)\b", "nearest"),
+    (r"\b(?:closest|nearest) (?:in|up front)\b", "nearest"),
+    (r"\bnearer\b", "nearest"), (r"\b(?:further|farther)\b(?! (?:from|to))", "farthest"),
+    (r"^whichever " + _CLS + r" is (?P<s>\w+)$", r"the \g<s> \g<c>"),
+    (r"^(?P<a>the |that )?" + _CLS + " " + _THAT + r"(?P<s>leftmost|rightmost|nearest|farthest|closest|furthest)$",
+     r"the \g<s> \g<c>"),
+    (r"^(?P<a>the |that )?" + _CLS + " " + _THAT + r"(?:on|at|to) the (?:far |very )?(?P<s>left|right)(?: side| end| hand side)?$",
+     r"the \g<s>most \g<c>"),
+    (r"^(?P<a>the |that )?" + _CLS + " " + _THAT + r"(?P<o>\w+) from the (?P<s>left|right)$", r"the \g<o> \g<c> from the \g<s>"),
+)]
 
 
 def _only(m: Mention, n: int) -> str:

@@ -15,15 +15,15 @@ import re
 from dataclasses import dataclass, field
 
 from embodia.brain.grounding import Grounder, Mention
-from embodia.brain.outcomes import outcome_command, tower_command
+from embodia.brain.outcomes import PHRASE_START, outcome_command, tower_command
 from embodia.brain.refusal import Refusal
-from embodia.brain.state import TABLE, ZONE, Literal, State, lit
+from embodia.brain.state import HAND, TABLE, ZONE, Literal, State, lit
 
 VERBS: tuple[tuple[str, str], ...] = (
     ("build a tower with", "tower"), ("build a tower out of", "tower"), ("build a tower from", "tower"),
     ("build a tower using", "tower"), ("make a tower with", "tower"), ("make a tower of", "tower"),
     ("make a stack of", "tower"), ("make a stack with", "tower"),
-    ("get hold of", "pick"), ("pick up", "pick"), ("pick", "pick"), ("grab", "pick"), ("lift", "pick"),
+    ("lift up", "pick"), ("pick out", "pick"), ("get hold of", "pick"), ("pick up", "pick"), ("pick", "pick"), ("grab", "pick"), ("lift", "pick"),
     ("take", "pick"), ("grasp", "pick"), ("hold", "pick"), ("raise", "pick"), ("fetch", "pick"),
     ("get", "pick"), ("snatch", "pick"), ("seize", "pick"), ("grip", "pick"), ("clutch", "pick"),
     ("hoist", "pick"), ("elevate", "pick"), ("collect", "pick"), ("retrieve", "pick"),
@@ -37,21 +37,25 @@ VERBS: tuple[tuple[str, str], ...] = (
     ("push", "push"), ("slide", "push"), ("shove", "push"), ("nudge", "push"), ("sweep", "push"),
     ("scoot", "push"), ("roll", "push"), ("drag", "push"),
     ("pull open", "open"), ("pull out", "open"), ("pull", "open"), ("draw", "open"), ("open", "open"),
+    ("slip", "put"),
     ("yank open", "open"), ("yank", "open"), ("close", "close"), ("shut", "close"), ("slam", "close"),
     ("tidy up", "clear"), ("clean up", "clear"), ("clear", "clear"), ("tidy", "clear"),
     ("clean", "clear"), ("empty", "empty"),
 )
-POLITE = re.compile(r"^(?:(?:please|kindly|could you|can you|would you|will you|i want you to|"
-                    r"i'd like you to|i would like you to|go ahead and|now|first|firstly|also|"
+POLITE = re.compile(r"^(?:(?:please|pls|plz|kindly|hey|ok|okay|could you|can you|would you mind|"
+                    r"would you|will you|mind|i want you to|i need you to|i'd like you to|"
+                    r"i would like you to|go ahead and|now|first|firstly|also|"
                     r"robot|and|then|just|you should|try to)\b\s*)+")
-TRAILING = re.compile(r"\s+(?:please|for me|now|as well|too)$")
+TRAILING = re.compile(r"\s+(?:please|for me|now|as well|too|again|thanks|thank you)$")
 DONE = ("once that's done", "once that is done", "when that's done", "when that is done",
-        "after that's done", "once you're done", "when you're done", "once finished", "once done",
-        "when done")
+        "after that's done", "once you're done", "when you're done", "once you're finished",
+        "when you're finished", "once you've got it", "once you have it", "when you've got it",
+        "once finished", "once done", "when done", "before you")
 SEQUENTIAL = ("then", "and then", "after that", "afterwards", "afterward", "finally",
-              "and finally", "next", "lastly", "after this", *DONE, ".", ";")
+              "and finally", "next", "lastly", "last", "and last", "after this", *DONE, ".", ";")
 SPLIT = re.compile(r"\s*(,\s*and then|,\s*then|,\s*and|and then|and finally|after that|afterwards|"
                    r"afterward|after this|" + "|".join(DONE) + r"|finally|lastly|\bnext\b(?!\s+to\b)|\bthen\b|"
+                   r"(?:and )?\blast\b(?=\s+(?:the|put|place|stack|push|drop|open|close)\b)|"
                    r"\band\b|[,.;])\s*")
 # "do the same with the green one": the last sequenced part again, with another object
 SAME = re.compile(r"^(?:do |repeat )?(?:the same|that|this|it|the same thing)(?: again)?\s+"
@@ -87,11 +91,34 @@ class Goals:
         return [[str(g) for g in seg] for seg in self.segments]
 
 
+# wordings whose parts the clause grammar reads once they are put in its order
+REWRITES = [(re.compile(p), r) for p, r in (
+    # "the red cube in the drawer, with the drawer shut": the drawer's state is a goal of its own
+    (r",? with (the drawer|it) (?:left |being |kept )?(open|opened|closed|shut)\b", r", and the drawer \2"),
+    # "the drawer open with the red cube in it"
+    (r"\b(the drawer) (?:left |being |kept )?(open|opened|closed|shut) with (.+?) (?:in it|inside|in there)\b",
+     r"\1 \2, and put \3 in the drawer"),
+    (r"\b(?:the |that )?(cube|block|one)s? (?:that's |that is |which is )?on the (?:far |very )?(left|right)"
+     r"(?: side| end| hand side)?\b", r"the \2most \1"),
+    (r"\b(goes|go|can go|should go) (?:there|in there)\b", r"\1 in it"),
+    (r"^stack (?:them|they) all(?: up)?(?: (?:into|in|as) (?:one|a|a single) (?:tower|stack|pile))?$",
+     "stack all the cubes"),
+    (r"^(?:stack|pile) (?:all|every one) of them(?: up)?$", "stack all the cubes"),
+    (r"\b(?:the )?drawer (?:needs|has to be|must be|wants) (opening|opened|open)\b", "open the drawer"),
+    (r"\b(?:the )?drawer (?:needs|has to be|must be|wants) (closing|closed|shut|shutting)\b", "close the drawer"),
+    (r"^(?:i'd rather|i would rather|i want|i'd like) (?:you )?(?:were |to be |are )?holding\b", "pick up"),
+    (r"(^|, )(?:but|and|so|ok|okay|alright|right),? ", r"\1"),
+)]
+
+
 def normalize(text: str) -> str:
     t = text.lower().replace("’", "'")
     t = re.sub(r"[!?\"]", " ", t)
-    t = re.sub(r"\s+", " ", t).strip()
-    return t.rstrip(".")
+    t = re.sub(r"\s+(?:—|–|--|-)\s+", ", ", t)  # a dash joins clauses like a comma
+    t = re.sub(r"\s+", " ", t).strip().rstrip(".")
+    for pattern, repl in REWRITES:
+        t = pattern.sub(repl, t)
+    return t
 
 
 def split_clauses(text: str) -> list[tuple[str, bool]]:
@@ -116,6 +143,11 @@ def _verb(chunk: str) -> tuple[str | None, str]:
     for phrase, verb in VERBS:
         if chunk == phrase or chunk.startswith(phrase + " "):
             return verb, chunk[len(phrase):].strip()
+    first, _, rest = chunk.partition(" ")
+    if first.endswith("ing") and len(first) > 5:  # "(would you mind) putting ...": the verb's -ing form
+        for stem in (first[:-3], first[:-4], first[:-3] + "e"):
+            if any(phrase == stem or phrase.startswith(stem + " ") for phrase, _ in VERBS):
+                return _verb(f"{stem} {rest}".strip())
     return None, chunk
 
 
@@ -133,6 +165,7 @@ def _strip_particles(rest: str) -> tuple[str, set[str]]:
 
 
 def _dest(verb: str, rest: str) -> tuple[str, str | None]:
+    rest = re.sub(r"\s+(?:away|back|over|down)(?=\s+(?:in|into|inside|on|onto|to)\b)", "", rest)  # "tuck it away in"
     pattern = PICK_DEST if verb == "pick" else DEST
     matches = [m for m in pattern.finditer(rest)  # "the cube next to the bowl" is one object
                if not re.search(r"\b(?:next|close|closest|nearest)\s*$", rest[: m.start()])]
@@ -148,7 +181,7 @@ def _dest(verb: str, rest: str) -> tuple[str, str | None]:
 def parse_clauses(text: str) -> list[Clause]:
     clauses: list[Clause] = []
     text = tower_command(normalize(text)) or text  # a tower described level by level
-    for chunk, new in split_clauses(text):
+    for chunk, new in _topics(split_clauses(text)):
         same = SAME.match(chunk)
         if same and clauses:
             clauses += _repeat_with(clauses, same["x"], chunk, new)
@@ -185,6 +218,29 @@ GROUP_PRONOUNS = ("them", "both", "both of them", "all of them", "those", "these
                   "all", "them both")
 
 
+TOPIC_PRONOUN = re.compile(r"\b(?:it|that one|that|this one|them)\b")
+
+
+def _topics(chunks: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
+    """"the cube on the left, push it into the zone": a phrase put first, then taken up by a
+    pronoun in a command, is that command's object."""
+    out: list[tuple[str, bool]] = []
+    i = 0
+    while i < len(chunks):
+        chunk, new = chunks[i]
+        if i + 1 < len(chunks) and (i == 0 or new) and not chunks[i + 1][1] and _verb(chunk)[0] is None:
+            nxt, nxt_new = chunks[i + 1]
+            verb, rest = _verb(nxt)
+            if (verb not in (None, "open", "close") and TOPIC_PRONOUN.search(rest)
+                    and chunk.split()[0] in PHRASE_START | {"whichever"}):
+                out.append((nxt[: len(nxt) - len(rest)] + TOPIC_PRONOUN.sub(chunk, rest, count=1), new or nxt_new))
+                i += 2
+                continue
+        out.append((chunk, new))
+        i += 1
+    return out
+
+
 def _fold_picks(clauses: list[Clause]) -> list[Clause]:
     """"pick up the red and the blue cube and put them in the bowl": holding both at once is not
     asked for (one hand, one cube), putting them is; the pick folds into the put."""
@@ -219,6 +275,8 @@ class InstructionParser:
         self.grounder = grounder or Grounder()
         self.max_chars = max_chars
 
+    _clause_object: list[str] | None = None  # the clause being grounded: its objects
+
     def check_length(self, instruction: str) -> None:
         """Refuse a text past `max_chars` before any parsing: never planned, refused in microseconds."""
         if len(instruction) > self.max_chars:
@@ -230,6 +288,7 @@ class InstructionParser:
         if not normalize(instruction):
             raise Refusal("unsupported", "", "the instruction is empty")
         clauses = parse_clauses(instruction)
+        self._clause_object = None
         segments: list[list[Literal]] = [[]]
         notes: list[str] = []
         mentions: list[tuple[str, list[str]]] = []  # (role, names) in order of mention
@@ -242,7 +301,7 @@ class InstructionParser:
             for g in new_goals:
                 if g not in seg:
                     seg.append(g)
-        segments = [s for s in segments if s]
+        segments = _means_not_ends([s for s in segments if s])
         if not segments:
             raise Refusal("unsupported", instruction, "it asks for nothing I can do")
         return Goals(segments, notes)
@@ -265,12 +324,21 @@ class InstructionParser:
             return left
         m: Mention = self.grounder.parse(text)
         if m.quant == "pronoun":
+            own = self._clause_object if role == "place" else None
             for r, names in reversed(mentions):
+                if names == own:  # "stack the green one on top of that": not the green one itself
+                    own = None
+                    continue
                 if prefer is None or any(state.cls(n) == prefer for n in names):
                     if role == "object" and r != "object" and prefer is None:
                         continue
                     notes.append(f"'{text}' = {', '.join(names)} (mentioned before)")
                     return names
+            held = sorted(c for c in state.cubes if state.support.get(c) == HAND)
+            if role == "object" and prefer is None and len(held) == 1:  # "put it in the bowl" while holding one
+                notes.append(f"'{text}' = {held[0]} (the cube in hand)")
+                mentions.append((role, held))
+                return held
             raise Refusal("unknown", text, "I do not know what it refers to",
                           self.grounder.present(state))
         names = self.grounder.resolve(m, state)
@@ -302,12 +370,18 @@ class InstructionParser:
         objects: list[str] = []
         for part in _conjuncts(c.objects):
             objects += [o for o in g(part) if o not in objects]
+        self._clause_object = objects
         for o in objects:
             if state.cls(o) != "cube":
                 raise Refusal("impossible", c.objects, f"the {state.describe(o)} is not something I "
                               "can grasp: pick, place, stack and push work on cubes (4 cm)")
         if c.verb == "tower" and c.dest is not None:
             c.verb = "stack"  # "build a tower with the red cube over the blue cube"
+        if c.verb == "stack" and c.dest is None and len(objects) == 1 and c.particles & {"on it", "on top"}:
+            below = next((ns for _, ns in reversed(mentions) if len(ns) == 1 and ns != objects
+                          and state.cls(ns[0]) == "cube"), None)
+            if below is not None:  # "then stack the red cube on it": the cube named before
+                return [self._on(state, objects[0], below[0], c)]
         if c.verb == "tower" or (c.verb == "stack" and c.dest is None):
             if len(objects) < 2:
                 raise Refusal("unknown", c.text, "stack it on what? name the cube to stack on")
@@ -401,6 +475,20 @@ def _drawer_state(c: Clause) -> str:
     if c.verb == "push":  # pushing a drawer closes it
         return "closed"
     return "open"
+
+
+def _means_not_ends(segments: list[list[Literal]]) -> list[list[Literal]]:
+    """"grab the yellow cube and put it in the drawer": holding it is the way to the drawer, not
+    a goal of its own (as one, the hand would be full when the drawer has to be opened)."""
+    out = []
+    for k, seg in enumerate(segments):
+        later = [g for g in seg + (segments[k + 1] if k + 1 < len(segments) else [])
+                 if g.positive and g.fact.name in ("in", "on")]
+        kept = [g for g in seg if not (g.positive and g.fact.name == "held"
+                                       and any(x.fact.args[0] == g.fact.args[0] for x in later))]
+        if kept:
+            out.append(kept)
+    return out
 
 
 def _conflict(a: Literal, b: Literal) -> bool:

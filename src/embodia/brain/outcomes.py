@@ -15,20 +15,24 @@ import re
 
 from embodia.brain.grounding import COLOURS, INDEFINITE, PRONOUNS, SELECTORS, SHADES, UNIVERSAL
 
-WANT = re.compile(r"^(?:i want|i'd like|i would like|i need|we want|we need|we'd like|let's have|"
-                  r"make sure|ensure|see that|see to it that|check that)\s+(?:that\s+)?")
+WANT = re.compile(r"^(?:(?:by|at|in) the end,?\s+|(?:final|end|goal|target) state:?\s+|"
+                  r"what i (?:really |actually )?(?:want|need) is\s+|"
+                  r"(?:i|we)(?:'d| would)? (?:like|want|need) to end up with\s+)?"
+                  r"(?:(?:i want|i'd like|i would like|i need|we want|we need|we'd like|let's have|"
+                  r"make sure|ensure|see that|see to it that|check that)\s+(?:that\s+)?)?")
 KEEP_DRAWER = re.compile(r"^(?:leave|keep|have|get)\s+(?P<d>(?:the |that )?drawer)\s+"
                          r"(?P<s>open|opened|closed|shut)$")
 DRAWER_STATE = re.compile(r"^(?P<d>(?:the |that )?drawer)\s+(?:should|must|needs to|has to|is to|"
                           r"ought to)?\s*(?:be|end up|stay|remain|is|to be)?\s*"
                           r"(?P<s>open|opened|closed|shut)$")
 BE = (r"(?P<be>(?:should|must|needs to|has to|is to|ought to|will|to)?\s*"
-      r"(?:be|end up|stay|remain|go|is|are|sit|sits|lie|lies|rest|rests)?\s*"
+      r"(?:be|end up|stay|remain|go|goes|is|are|sit|sits|lie|lies|rest|rests|can go|could go)?\s*"
       r"(?:placed|put|sitting|lying|resting|stored|kept)?)")
 PLACE_PREP = r"inside of|inside|into|in|on top of|onto|on|atop"
 WHERE = re.compile(rf"^(?P<x>.+?)\s+{BE}\s*\b(?P<p>{PLACE_PREP})\b\s+(?P<y>.+)$")
-HOLDS = re.compile(r"^(?P<y>.+?)\s+(?:should|must|needs to|has to|is to|ought to)?\s*"
-                   r"(?:end up with|end up holding|end up containing|contain|hold|have|get)\s+(?P<x>.+)$")
+HOLDS = re.compile(r"^(?P<y>.+?)\s+(?:should|must|needs to|has to|is to|ought to|to)?\s*"
+                   r"(?:end up with|end up holding|end up containing|contain|hold|have|get)\s+(?P<x>.+?)"
+                   r"(?:\s+(?:on it|in it|inside|inside it|on top))?$")
 CONTAINED_IN = ("bowl", "drawer")
 # how an object phrase can begin: a bare "X in Y" whose X starts otherwise ("pop the cube in the
 # bowl") is an unknown verb, refused as one, not an object named "pop the cube"
@@ -70,13 +74,31 @@ TOWER = re.compile(r"^(?:let's |please )?(?:make|build|create) (?:me )?(?:a |an 
                    r" (?P<top>.+?) (?:on top|at the top|goes on top)(?: of it| of that| of them)?$")
 
 
+BOTTOM = re.compile(r"^(?:.*(?::|\bwith|\bwant|\blike|\bhave|\btower|\bstack|\bpile),?\s+)?(?P<bottom>[^,:]+?) "
+                    r"(?:at|on|goes at|goes on|is at|on the) (?:the )?bottom,?\s*(?P<rest>.+)$")
+TOP = re.compile(r"^(?P<levels>.*?)\s*(?P<top>[^,]+?) (?:on top|at the top|goes on top|is on top|at the very top)"
+                 r"(?: of (?:it|that|them|those|the rest))?$")
+LEVEL_SPLIT = re.compile(r"\s*(?:,\s*(?:and\s+)?(?:then\s+)?|\s+and\s+(?:then\s+)?|\s+then\s+)\s*")
+LEVEL_TAIL = re.compile(r"\s+(?:on it|on that|on top of it|on top of that|above it|in the middle|next|after that)$")
+
+
 def tower_command(text: str) -> str | None:
     """"make a tower: green block at the bottom, blue block on top of it" -> "stack the blue
-    block on the green block": a tower described level by level, read as one stacking chain."""
+    block on the green block": a tower described level by level ("X at the bottom, then Y,
+    Z on top"; "I want red at the bottom, green on it and blue on top"), one stacking chain."""
     m = TOWER.match(text)
-    if m is None:
-        return None
-    levels = [m["top"], *([m["middle"]] if m["middle"] else []), m["bottom"]]
+    if m is not None:
+        levels = [m["top"], *([m["middle"]] if m["middle"] else []), m["bottom"]]
+    else:
+        b = BOTTOM.match(text)
+        t = TOP.match(b["rest"].strip(" ,")) if b else None
+        if t is None:
+            return None
+        middle = [LEVEL_TAIL.sub("", x).strip() for x in LEVEL_SPLIT.split(t["levels"].strip(" ,")) if x.strip()]
+        top = re.sub(r"^(?:then|and|and then)\s+", "", t["top"].strip())
+        levels = [top, *reversed(middle), b["bottom"].strip()]
+        if any(not lv or lv.split()[0] in ("put", "stack", "place") for lv in levels):
+            return None
     levels = [lv if lv.split()[0] in PHRASE_START else f"the {lv}" for lv in levels]
     return "stack " + " on ".join(levels)
 

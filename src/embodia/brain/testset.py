@@ -47,8 +47,8 @@ class Case:
     def __post_init__(self) -> None:
         if self.expect not in EXPECT:
             raise ValueError(f"case {self.instruction!r}: expect must be one of {EXPECT}, got {self.expect!r}")
-        if self.expect == "plan" and not (self.sequence or self.alternatives):
-            raise ValueError(f"case {self.instruction!r}: a plan case needs sequence or alternatives")
+        if self.expect == "plan" and not (self.sequence or self.alternatives or self.tower):
+            raise ValueError(f"case {self.instruction!r}: a plan case needs sequence, alternatives or tower")
         if self.expect == "clarify" and not self.readings:
             raise ValueError(f"case {self.instruction!r}: a clarify case needs readings")
 
@@ -59,7 +59,7 @@ class Case:
     @property
     def goal_sequences(self) -> list[list[list[Literal]]]:
         return [[[Literal.parse(g) for g in seg] for seg in seq]
-                for seq in (self.alternatives or [self.sequence])]
+                for seq in (self.alternatives or [self.sequence or [[]]])]
 
 
 def split_of(case: Case) -> str:
@@ -150,6 +150,21 @@ def minimal_steps(state: State, sequence: list[list[Literal]], domain=None) -> i
     return n
 
 
+def tower_steps(state: State, sequence: list[list[Literal]], tower: list[str], domain=None) -> int | None:
+    """The minimal length for `sequence` with `tower` stacked in its last part, in any order."""
+    from itertools import permutations
+
+    from embodia.brain.state import lit
+
+    best = None
+    for order in permutations(tower):
+        chain = [lit("on", top, base) for base, top in zip(order, order[1:], strict=False)]
+        n = minimal_steps(state, [*sequence[:-1], [*sequence[-1], *chain]], domain)
+        if n is not None and (best is None or n < best):
+            best = n
+    return best
+
+
 def evaluate_case(planner: Planner, case: Case, graph: SceneGraph, arms: tuple[str, ...] = ("main",),
                   domain=None) -> CaseResult:
     state = State.from_scene_graph(graph, arms)
@@ -174,7 +189,8 @@ def evaluate_case(planner: Planner, case: Case, graph: SceneGraph, arms: tuple[s
         if case.tower and not tower_ok((v.states or [state])[-1], case.tower):
             reason = reason or f"{case.tower} do not form one stack"
             continue
-        best = case.steps if case.steps is not None else minimal_steps(state, seq, domain)
+        best = case.steps if case.steps is not None else (
+            tower_steps(state, seq, case.tower, domain) if case.tower else minimal_steps(state, seq, domain))
         if best is not None and len(steps) != best:
             reason = reason or f"{len(steps)} steps, minimal is {best}"
             continue
