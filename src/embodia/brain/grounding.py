@@ -220,12 +220,14 @@ class Grounder:
                       f"(closest: {c1}, similarity {s1:.2f}, too unsure to act on)")
 
     # ------------------------------------------------------------------ resolving
-    def resolve(self, m: Mention, state: State, scene_words: bool = True) -> list[str]:
-        """Object names `m` refers to. Definite singular phrases must name exactly one."""
+    def resolve(self, m: Mention, state: State, scene_words: bool = True,
+                besides: tuple[str, ...] = ()) -> list[str]:
+        """Object names `m` refers to. Definite singular phrases must name exactly one.
+        `besides`: objects it cannot mean (a cube is not stacked on itself)."""
         if m.cls in (ZONE, TABLE):
             return [m.cls]
-        names = [n for n, o in state.objects.items()
-                 if (m.cls is None or o.cls == m.cls) and (m.colour is None or o.colour == m.colour)]
+        names = [n for n, o in state.objects.items() if n not in besides
+                 and (m.cls is None or o.cls == m.cls) and (m.colour is None or o.colour == m.colour)]
         if m.relation is not None:
             prep, other = m.relation
             targets = self.resolve(other, state)

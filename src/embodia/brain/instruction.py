@@ -46,7 +46,7 @@ POLITE = re.compile(r"^(?:(?:please|pls|plz|kindly|hey|ok|okay|could you|can you
                     r"would you|will you|mind|i want you to|i need you to|i'd like you to|"
                     r"i would like you to|go ahead and|now|first|firstly|also|"
                     r"robot|and|then|just|you should|try to)\b\s*)+")
-TRAILING = re.compile(r"\s+(?:please|for me|now|as well|too|again|thanks|thank you)$")
+TRAILING = re.compile(r"(?:\s+(?:please|for me|now|as well|too|again|thanks|thank you|also|after it|after that))+$")
 DONE = ("once that's done", "once that is done", "when that's done", "when that is done",
         "after that's done", "once you're done", "when you're done", "once you're finished",
         "when you're finished", "once you've got it", "once you have it", "when you've got it",
@@ -101,6 +101,9 @@ REWRITES = [(re.compile(p), r) for p, r in (
     (r"\b(?:the |that )?(cube|block|one)s? (?:that's |that is |which is )?on the (?:far |very )?(left|right)"
      r"(?: side| end| hand side)?\b", r"the \2most \1"),
     (r"\b(goes|go|can go|should go) (?:there|in there)\b", r"\1 in it"),
+    (r"\bthe (cube|block|one) (?:that's|that is|which is) (\w+) from the (left|right)\b", r"the \2 \1 from the \3"),
+    (r"\b(cube|block|one) (?:that's not|that is not|which is not|that isn't|which isn't) (?:the )?(\w+)(?: one)?\b",
+     r"\1 other than the \2 one"),
     (r"^stack (?:them|they) all(?: up)?(?: (?:into|in|as) (?:one|a|a single) (?:tower|stack|pile))?$",
      "stack all the cubes"),
     (r"^(?:stack|pile) (?:all|every one) of them(?: up)?$", "stack all the cubes"),
@@ -108,6 +111,11 @@ REWRITES = [(re.compile(p), r) for p, r in (
     (r"\b(?:the )?drawer (?:needs|has to be|must be|wants) (closing|closed|shut|shutting)\b", "close the drawer"),
     (r"^(?:i'd rather|i would rather|i want|i'd like) (?:you )?(?:were |to be |are )?holding\b", "pick up"),
     (r"(^|, )(?:but|and|so|ok|okay|alright|right),? ", r"\1"),
+    (r"\bthat (?=\w+ (?:one|cube|block)s?\b)", "the "),  # "that green one": a determiner, not a pronoun
+    (r"\b(?:can|could|should|may|will) join (?:it|them)\b", "goes in it"),
+    (r"^(.*\bdrawer\b.*?),? and (?:be|get|is) (closed|shut)(?: again)?(?: at the end)?$", r"\1, then close the drawer"),
+    (r"^(.*\bdrawer\b.*?),? and (?:be|get|is) (?:open|opened)(?: again)?(?: at the end)?$", r"\1, then open the drawer"),
+    (r"^keep (?:holding|hold of|a hold of) ", "pick up "),
 )]
 
 
@@ -133,7 +141,7 @@ def split_clauses(text: str) -> list[tuple[str, bool]]:
             continue
         p = POLITE.sub("", p.strip())
         p = TRAILING.sub("", p).strip()
-        if p:
+        if p and p not in ("thanks", "thank you", "cheers", "please", "pls", "ty", "ok", "okay"):
             out.append((p, new and bool(out)))
             new = False
     return out
@@ -171,7 +179,8 @@ def _dest(verb: str, rest: str) -> tuple[str, str | None]:
                if not re.search(r"\b(?:next|close|closest|nearest)\s*$", rest[: m.start()])]
     if not matches or verb in ("open", "close", "clear", "empty"):
         return rest, None
-    m = matches[0] if verb == "stack" else matches[-1]  # "stack a on b on c": a chain
+    onto = [x for x in matches if x.group(1) in ("onto", "on top of", "atop")]
+    m = (onto or matches)[0] if verb == "stack" else matches[-1]  # "stack a on b on c": a chain
     obj, dest = rest[: m.start()].strip(), rest[m.end():].strip()
     if not obj and verb != "stack":
         return rest, None
@@ -309,7 +318,24 @@ class InstructionParser:
     # ------------------------------------------------------------------ clauses
     def _ground(self, text: str, state: State, notes: list[str], mentions: list,
                 role: str, prefer: str | None = None) -> list[str]:
-        other = re.fullmatch(r"(?:the )?other (?:one|cube|block)", text.strip())
+        many = re.fullmatch(r"(?:the )?(?:other|remaining|rest of the) (two|three|ones|cubes|blocks)", text.strip())
+        if many and [ns for r, ns in mentions if r == "object"]:  # "the other three": every cube not named
+            named = {n for r, ns in mentions if r == "object" for n in ns}
+            left = sorted(n for n in state.cubes if n not in named)
+            want = {"two": 2, "three": 3}.get(many[1], len(left))
+            if len(left) != want or not left:
+                raise Refusal("unknown", text, f"{len(left)} cube(s) are not named yet", self.grounder.present(state))
+            notes.append(f"'{text}' = {', '.join(left)} (the cubes not named yet)")
+            mentions.append((role, left))
+            return left
+        if role == "object" and not mentions and text.strip() in ("both", "both of them", "them both",
+                                                                   "all of them", "them all", "them"):
+            cubes = sorted(state.cubes)  # "both of them in the bowl" with nothing named yet: the scene's cubes
+            if text.strip().startswith("both") and len(cubes) != 2 or text.strip() == "them":
+                raise Refusal("unknown", text, "I do not know which cubes it means", self.grounder.present(state))
+            mentions.append((role, cubes))
+            return cubes
+        other = re.fullmatch(r"(?:the )?(?:other|last|remaining|leftover|final) (?:one|cube|block)", text.strip())
         objects_before = [ns for r, ns in mentions if r == "object"]
         if other and objects_before:  # "the other one": the one of that class not named yet
             named = {n for ns in objects_before for n in ns}
@@ -325,7 +351,10 @@ class InstructionParser:
         m: Mention = self.grounder.parse(text)
         if m.quant == "pronoun":
             own = self._clause_object if role == "place" else None
-            for r, names in reversed(mentions):
+            order = list(reversed(mentions))
+            if role == "place" and prefer is None:  # "..., then the green one on top of that": the cube moved last
+                order = [x for x in order if x[0] == "object"] + [x for x in order if x[0] != "object"]
+            for r, names in order:
                 if names == own:  # "stack the green one on top of that": not the green one itself
                     own = None
                     continue
@@ -341,7 +370,13 @@ class InstructionParser:
                 return held
             raise Refusal("unknown", text, "I do not know what it refers to",
                           self.grounder.present(state))
-        names = self.grounder.resolve(m, state)
+        besides = tuple(self._clause_object or ()) if role == "place" else ()
+        try:
+            names = self.grounder.resolve(m, state, besides=besides)
+        except Refusal as r:  # "stack the red cube on the red cube": it names itself, say so
+            if r.kind != "unknown" or not besides:
+                raise
+            names = self.grounder.resolve(m, state)
         how = f" ({'; '.join(m.notes)})" if m.notes else ""
         if names not in ([ZONE], [TABLE]):
             notes.append(f"'{m.text}' -> {', '.join(names)}{how}")
@@ -429,6 +464,8 @@ class InstructionParser:
                       self.grounder.present(state))
 
     def _on(self, state: State, upper: str, lower: str, c: Clause) -> Literal:
+        if state.cls(upper) != "cube":
+            raise Refusal("impossible", c.text, f"only a cube can be stacked, not the {state.describe(upper)}")
         if state.cls(lower) != "cube":
             return self._to(state, upper, lower, c)
         if upper == lower:

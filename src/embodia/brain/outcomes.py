@@ -76,7 +76,7 @@ TOWER = re.compile(r"^(?:let's |please )?(?:make|build|create) (?:me )?(?:a |an 
 
 BOTTOM = re.compile(r"^(?:.*(?::|\bwith|\bwant|\blike|\bhave|\btower|\bstack|\bpile),?\s+)?(?P<bottom>[^,:]+?) "
                     r"(?:at|on|goes at|goes on|is at|on the) (?:the )?bottom,?\s*(?P<rest>.+)$")
-TOP = re.compile(r"^(?P<levels>.*?)\s*(?P<top>[^,]+?) (?:on top|at the top|goes on top|is on top|at the very top)"
+TOP = re.compile(r"^(?P<levels>.*?)\s*(?P<top>(?:(?! and | then )[^,])+?) (?:on top|at the top|goes on top|is on top|at the very top)"
                  r"(?: of (?:it|that|them|those|the rest))?$")
 LEVEL_SPLIT = re.compile(r"\s*(?:,\s*(?:and\s+)?(?:then\s+)?|\s+and\s+(?:then\s+)?|\s+then\s+)\s*")
 LEVEL_TAIL = re.compile(r"\s+(?:on it|on that|on top of it|on top of that|above it|in the middle|next|after that)$")
@@ -86,19 +86,21 @@ def tower_command(text: str) -> str | None:
     """"make a tower: green block at the bottom, blue block on top of it" -> "stack the blue
     block on the green block": a tower described level by level ("X at the bottom, then Y,
     Z on top"; "I want red at the bottom, green on it and blue on top"), one stacking chain."""
-    m = TOWER.match(text)
-    if m is not None:
-        levels = [m["top"], *([m["middle"]] if m["middle"] else []), m["bottom"]]
-    else:
-        b = BOTTOM.match(text)
-        t = TOP.match(b["rest"].strip(" ,")) if b else None
-        if t is None:
-            return None
-        middle = [LEVEL_TAIL.sub("", x).strip() for x in LEVEL_SPLIT.split(t["levels"].strip(" ,")) if x.strip()]
-        top = re.sub(r"^(?:then|and|and then)\s+", "", t["top"].strip())
+    b = BOTTOM.match(text)
+    t = TOP.match(b["rest"].strip(" ,")) if b else None
+    if t is not None:
+        lead = re.compile(r"^(?:and then|then|and)\s+")
+        middle = [lead.sub("", LEVEL_TAIL.sub("", x.strip())).strip()
+                  for x in LEVEL_SPLIT.split(t["levels"].strip(" ,")) if x.strip(" ,")]
+        top = lead.sub("", t["top"].strip())
         levels = [top, *reversed(middle), b["bottom"].strip()]
-        if any(not lv or lv.split()[0] in ("put", "stack", "place") for lv in levels):
+        if any(not lv or lv.split()[0] in ("put", "stack", "place") or "," in lv for lv in levels):
             return None
+    else:
+        m = TOWER.match(text)
+        if m is None:
+            return None
+        levels = [m["top"], *([m["middle"]] if m["middle"] else []), m["bottom"]]
     levels = [lv if lv.split()[0] in PHRASE_START else f"the {lv}" for lv in levels]
     return "stack " + " on ".join(levels)
 
