@@ -865,6 +865,8 @@ def fleet_serve(
     host: Annotated[str, typer.Option(help="bind address (loopback by default)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535)] = 8002,
     data_dir: Annotated[Path, typer.Option(help="where uploaded episodes are kept")] = Path("fleet_data"),
+    ray_address: Annotated[str | None, typer.Option(help="run jobs on this Ray cluster (default: a local instance)")] = None,
+    no_jobs: Annotated[bool, typer.Option("--no-jobs", help="record jobs but run none here")] = False,
 ) -> None:
     """Serve the fleet REST API under /api (OpenAPI at /openapi.json; see docs/fleet.md)."""
     import uvicorn
@@ -872,7 +874,7 @@ def fleet_serve(
     from embodia.serve.fleet.app import FleetConfig, create_app
 
     try:
-        fleet = create_app(FleetConfig(db=db, data_dir=str(data_dir)))
+        fleet = create_app(FleetConfig(db=db, data_dir=str(data_dir), ray_address=ray_address, run_jobs=not no_jobs))
     except Exception as e:  # an unreachable database or a bad URL: one line, exit 2
         _fail(f"--db {db}: {e}")
     err.print(f"fleet service on http://{host}:{port} (db {db.split('@')[-1]})")

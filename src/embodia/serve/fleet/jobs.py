@@ -35,6 +35,36 @@ MAX_ATTEMPTS = 3
 TAIL_CHARS = 4000
 
 
+# Ray's local servers (gcs_server, raylet) are children of the process that called ray.init,
+# but they keep running when it is killed. This watcher polls the service's pid and kills them
+# once it is gone (a normal stop shuts Ray down itself; the watcher then finds them gone).
+REAPER = """
+import os, signal, sys, time
+parent, pids = int(sys.argv[1]), [int(p) for p in sys.argv[2:]]
+while os.getppid() == parent:
+    time.sleep(0.5)
+for p in pids:
+    try:
+        with open(f"/proc/{p}/cmdline", "rb") as f:
+            if b"ray" in f.read():  # still Ray's, not a pid reused since
+                os.kill(p, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+
+
+def _children() -> set[int]:
+    """Pids whose parent is this process (Linux /proc; elsewhere none)."""
+    me, out = os.getpid(), set()
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == me:
+                out.add(int(d.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
 def embodia_cli() -> list[str]:
     return [sys.executable, "-m", "embodia.cli"]
 
@@ -86,7 +116,12 @@ class JobRunner:
                     job.error = f"the service stopped during this job {job.attempts} times; giving up"
                 else:
                     job.state = "queued"
-                    job.log_tail += "\n[the service stopped during this job; resuming]\n"
+                    note = "\n[the service stopped during this job; resuming]\n"
+                    log_file = self.data_dir / "jobs" / str(job.id) / "log.txt"
+                    if log_file.parent.is_dir():
+                        with log_file.open("a") as f:
+                            f.write(note)
+                    job.log_tail += note
             s.commit()
 
     def start(self) -> None:
@@ -104,8 +139,13 @@ class JobRunner:
 
         if not self._ray_ready:
             if not ray.is_initialized():
+                before = _children()
                 ray.init(address=self.ray_address, include_dashboard=False, log_to_driver=False,
                          **({} if self.ray_address else {"num_cpus": max(1, os.cpu_count() or 1)}))
+                started = sorted(_children() - before)
+                if started:  # a local instance: its servers must not outlive a killed service
+                    subprocess.Popen([sys.executable, "-c", REAPER, str(os.getpid()), *map(str, started)],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
             self._ray_ready = True
         return ray
 

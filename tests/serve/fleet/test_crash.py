@@ -1,0 +1,120 @@
+"""`kill -9` of the running service: during an upload and during a train job, then a restart."""
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from embodia.data.children import popen_kwargs
+from tests.serve.fleet.test_app import episodes_archive
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(db, data, port):
+    p = subprocess.Popen([sys.executable, "-m", "embodia.cli", "fleet", "serve", "--db", db, "--port", str(port),
+                          "--data-dir", str(data)], stderr=subprocess.DEVNULL, **popen_kwargs())
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return p
+        except OSError:
+            time.sleep(0.2)
+    p.kill()
+    raise AssertionError("the fleet service did not start")
+
+
+def call(port, token, method, path, body=None, headers=None):
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method,
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+                                          **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def token(db, role):
+    out = subprocess.run([sys.executable, "-m", "embodia.cli", "fleet", "token", "create", "--role", role, "--db", db],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def ray_servers(parent_pid):
+    found = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                cmd = open(f"/proc/{d}/cmdline", "rb").read()
+            except OSError:
+                continue
+            if b"gcs_server" in cmd or b"/raylet/raylet" in cmd:
+                found.append(int(d))
+    return found
+
+
+def test_kill_during_upload_and_train_then_restart(tmp_path):
+    db, data, port = f"sqlite:///{tmp_path / 'fleet.db'}", tmp_path / "data", free_port()
+    op, robot = token(db, "operator"), token(db, "robot")
+    service = serve(db, data, port)
+    before_ray = set(ray_servers(service.pid))
+    try:
+        assert call(port, robot, "POST", "/api/robots", {"name": "r", "embodiment": "arm7",
+                                                         "software_version": "1"})[0] == 201
+        body = episodes_archive(tmp_path)
+        sha = hashlib.sha256(body).hexdigest()
+        status, first = call(port, robot, "POST", "/api/datasets/d/episodes", body, {"X-Content-SHA256": sha})
+        assert status == 201  # acknowledged: must survive the crash
+        status, job = call(port, op, "POST", "/api/jobs", {"job": {"kind": "train", "name": "pick", "datasets": ["d"],
+                                                                  "max_steps": 400, "max_minutes": 5,
+                                                                  "batch_size": 2}})
+        assert status == 201
+        deadline = time.monotonic() + 300
+        while call(port, op, "GET", f"/api/jobs/{job['id']}")[1]["state"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        time.sleep(8)  # the training is under way
+        other = episodes_archive(tmp_path / "b", name="ds2") if (tmp_path / "b").mkdir() is None else b""
+        half = socket.create_connection(("127.0.0.1", port))
+        half.sendall((f"POST /api/datasets/d/episodes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {robot}\r\n"
+                      f"X-Content-SHA256: {hashlib.sha256(other).hexdigest()}\r\n"
+                      f"Content-Length: {len(other)}\r\n\r\n").encode() + other[: len(other) // 2])
+        time.sleep(0.5)
+        ray_now = set(ray_servers(service.pid)) - before_ray
+        assert ray_now, "the job's Ray servers should be up"
+        service.send_signal(signal.SIGKILL)
+        service.wait()
+        half.close()
+        deadline = time.monotonic() + 20
+        while set(ray_servers(service.pid)) & ray_now and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not set(ray_servers(service.pid)) & ray_now, "Ray's servers outlived the killed service"
+
+        service = serve(db, data, port)
+        ds = call(port, op, "GET", "/api/datasets")[1]
+        assert ds[0]["uploads"] == 1 and ds[0]["episodes"] == first["episodes"]  # nothing acknowledged lost
+        assert not list((data / "staging").iterdir())  # the half upload left nothing behind
+        status, again = call(port, robot, "POST", "/api/datasets/d/episodes", other,
+                             {"X-Content-SHA256": hashlib.sha256(other).hexdigest()})
+        assert status == 201 and again["duplicate"] is False  # sent again, it lands
+        deadline = time.monotonic() + 600
+        while (j := call(port, op, "GET", f"/api/jobs/{job['id']}")[1])["state"] not in ("succeeded", "failed"):
+            assert time.monotonic() < deadline, j
+            time.sleep(1)
+        assert j["state"] == "succeeded", j["error"]
+        assert j["attempts"] == 2 and "resuming" in j["log_tail"]
+    finally:
+        service.terminate()
+        service.wait(30)
