@@ -52,12 +52,13 @@ def token(db, role):
     return out.stdout.strip().splitlines()[-1]
 
 
-def ray_servers(parent_pid):
+def ray_servers(_parent_pid):
     found = []
     for d in os.listdir("/proc"):
         if d.isdigit():
             try:
-                cmd = open(f"/proc/{d}/cmdline", "rb").read()
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    cmd = f.read()
             except OSError:
                 continue
             if b"gcs_server" in cmd or b"/raylet/raylet" in cmd:
