@@ -132,7 +132,12 @@ class JobRunner:
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=30)
+        if self._ray_ready:  # the local instance (or the cluster connection) this runner started
+            import ray
+
+            ray.shutdown()
+            self._ray_ready = False
 
     def _ray(self):
         import ray
