@@ -227,9 +227,12 @@ def create_app(config: FleetConfig | None = None, sessions: sessionmaker[Session
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
-        runner = JobRunner(sessions, data_dir, config.ray_address) if config.run_jobs else None
-        if runner is not None:
-            runner.start()
+        runner = JobRunner(sessions, data_dir, config.ray_address)
+        if config.run_jobs:
+            runner.start()  # re-queues what a stop interrupted, then runs jobs
+        else:
+            runner.recover()  # nothing runs here, but nothing is left marked running either
+            runner = None
         await asyncio.get_running_loop().run_in_executor(workers(), E.warm)
         try:
             yield

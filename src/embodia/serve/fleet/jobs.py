@@ -43,7 +43,19 @@ import os, signal, sys, time
 parent, pids = int(sys.argv[1]), [int(p) for p in sys.argv[2:]]
 while os.getppid() == parent:
     time.sleep(0.5)
-for p in pids:
+kids = {}
+for d in os.listdir("/proc"):
+    try:
+        with open(f"/proc/{d}/stat") as f:
+            kids.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(int(d))
+    except (OSError, ValueError, IndexError):
+        pass
+todo, seen = list(pids), []
+while todo:  # the servers and what they started (agents, workers)
+    p = todo.pop()
+    seen.append(p)
+    todo += kids.get(p, [])
+for p in seen:
     try:
         with open(f"/proc/{p}/cmdline", "rb") as f:
             if b"ray" in f.read():  # still Ray's, not a pid reused since
