@@ -79,7 +79,7 @@ def test_kill_during_upload_and_train_then_restart(tmp_path):
         status, first = call(port, robot, "POST", "/api/datasets/d/episodes", body, {"X-Content-SHA256": sha})
         assert status == 201  # acknowledged: must survive the crash
         status, job = call(port, op, "POST", "/api/jobs", {"job": {"kind": "train", "name": "pick", "datasets": ["d"],
-                                                                  "max_steps": 400, "max_minutes": 5,
+                                                                  "max_steps": 1_000_000, "max_minutes": 5,
                                                                   "batch_size": 2}})
         assert status == 201
         deadline = time.monotonic() + 300
