@@ -62,9 +62,6 @@ class Conn:
 
 def archive(tmp: Path, seed: int) -> bytes:
     """A small valid LeRobot-v3 dataset (2 state-only episodes) as .tar.gz bytes."""
-    import io
-    import tarfile
-
     import numpy as np
 
     from embodia.body.embodiments import get_embodiment
@@ -81,10 +78,9 @@ def archive(tmp: Path, seed: int) -> bytes:
                    rng.normal(size=spec.action_layout("ee_delta").dim).astype(np.float32))
         w.stage(ep, f"k{e}")
     w.consolidate()
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        tar.add(root, arcname="ds")
-    return buf.getvalue()
+    from embodia.serve.fleet.episodes import pack
+
+    return pack(root, "ds")
 
 
 async def run_load(port: int, tokens: list[str], ids: list[str], seconds: float, upload_every_s: float,

@@ -14,6 +14,7 @@ from embodia.body.embodiments import get_embodiment
 from embodia.data.writer import DatasetWriter, EpisodeBuffer
 from embodia.serve.fleet.app import FleetConfig, create_app
 from embodia.serve.fleet.database import open_database
+from embodia.serve.fleet.episodes import pack
 from embodia.serve.fleet.models import Robot, Token, Upload
 from embodia.serve.fleet.tokens import create_token
 
@@ -137,10 +138,7 @@ def episodes_archive(tmp_path, n=2, embodiment="arm7", name="ds") -> bytes:
                    rng.normal(size=spec.action_layout("ee_delta").dim).astype(np.float32))
         w.stage(ep, f"k{e}")
     w.consolidate()
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        tar.add(tmp_path / name, arcname=name)
-    return buf.getvalue()
+    return pack(tmp_path / name)
 
 
 def send(client, robot, body, dataset="pick_real", sha=None):

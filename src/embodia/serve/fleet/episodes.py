@@ -38,6 +38,16 @@ class EpisodeSummary:
     fps: float
 
 
+def pack(root: Path, name: str | None = None) -> bytes:
+    """A dataset folder as the .tar.gz bytes an upload sends (what a robot's agent posts)."""
+    import io
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        tar.add(root, arcname=name or root.name)
+    return buf.getvalue()
+
+
 def unpack(archive: Path, into: Path, max_bytes: int) -> Path:
     """Unpack `archive` into the empty folder `into`; returns the dataset root inside it."""
     try:
