@@ -7,8 +7,9 @@ correct refusal-or-clarification rate on the rest (a clarification must offer ex
 candidate readings; a refusal must name what is missing), per category; planning time per
 instruction (median, p99) after one warm-up pass; cold-start costs are reported apart; and the
 time to refuse a 10 kB instruction (past the planners' length cap, never planned).
-Tune on the corpus's dev half only: its test half's failures are listed only with
---show-test-failures, for the one final report.
+Tune on the corpus's dev half only: the test half is planned and scored only with
+--report-test (its failures listed with --show-test-failures), for the one final report.
+Also prints the verb reader's leave-one-out calibration (brain/verbs.py).
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeats", type=int, default=3, help="timed passes over the test set")
     ap.add_argument("--embodiment", default="arm7")
+    ap.add_argument("--report-test", action="store_true",
+                    help="score the corpus test half too (once, for the final report; never while tuning)")
     ap.add_argument("--show-test-failures", action="store_true",
-                    help="list the corpus test half's failures (for the final report, not for tuning)")
+                    help="with --report-test: list the test half's failures")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -45,6 +48,9 @@ def main() -> None:
     init_s = time.perf_counter() - t0
     fingerprints, regression = load_testset()
     corpus_fp, corpus = load_testset(CORPUS)
+    held_out = [c for c in corpus if split_of(c) == "test"]
+    if not args.report_test:  # not even planned: while tuning, nobody sees how the test half does
+        corpus = [c for c in corpus if split_of(c) == "dev"]
     cases = regression + corpus
     t0 = time.perf_counter()
     scenes = build_scenes(sorted(set(fingerprints) | set(corpus_fp)), args.embodiment)
@@ -61,14 +67,21 @@ def main() -> None:
     summary = summarize(results[: len(regression)])
     summary.pop("median_ms"), summary.pop("p99_ms"), summary.pop("max_ms")
     halves = {}
-    for half in ("dev", "test"):
+    for half in ("dev", "test") if args.report_test else ("dev",):
         h = summarize([r for r in results[len(regression):] if split_of(r.case) == half])
         h.pop("median_ms"), h.pop("p99_ms"), h.pop("max_ms")
         h["scenes"] = len({r.case.scene for r in results[len(regression):] if split_of(r.case) == half})
         if half == "test" and not args.show_test_failures:
             h["failures"] = len(h["failures"])
         halves[half] = h
-    summary = {"testset": summary, "corpus": halves}
+    if not args.report_test:
+        halves["test"] = {"cases": len(held_out), "scored": False}
+    from embodia.brain.instruction import CARRY
+    from embodia.brain.verbs import calibrate
+
+    verbs = {"leave_one_out": calibrate(planner.parser.verbs),
+             "leave_one_out_with_destination": calibrate(planner.parser.verbs, merge=CARRY)}
+    summary = {"testset": summary, "corpus": halves, "verb_reading": verbs}
     long_text = ("put the red cube in the bowl and " * 400)[:10240]  # valid clauses: plannable if read
     long_ms = []
     for _ in range(20):

@@ -80,17 +80,19 @@ def camera_names(text: str | None) -> tuple[str, ...] | None:
 
 
 def _eval_suite(suite: str, policy: str, task: str | None, episodes: int, seed_start: int | None,
-                datasets: list[Path], video: Path | None, as_json: bool) -> None:
+                datasets: list[Path], video: Path | None, as_json: bool, workers: int = 1,
+                ray_address: str | None = None) -> None:
     """`eval --suite`: the scripted experts or a checkpoint over a suite's tasks
-    (eval/suite_rollout.py), the experts' ceiling beside every result."""
+    (eval/suite_rollout.py), the experts' ceiling beside every result; with workers > 1 or a
+    Ray address, on Ray actors (eval/parallel.py)."""
     from embodia.body.suites import get_suite
     from embodia.eval.suite_rollout import (
         EVAL_SEED_START,
-        CheckpointSuitePolicy,
         SuiteEvalConfig,
         check_seed_overlap,
         checkpoint_datasets,
         evaluate_suite,
+        suite_policy_for,
     )
 
     _check_writable("--video", video)
@@ -101,10 +103,8 @@ def _eval_suite(suite: str, policy: str, task: str | None, episodes: int, seed_s
             datasets = [*datasets, *checkpoint_datasets(policy)]
         check_seed_overlap(datasets, start, episodes)
         bench = get_suite(suite)
-        if policy == "expert":  # the experts read the state: no rendering unless for --video
-            def policy_for(t, env):
-                return bench.make_expert(t, env)
-        else:
+        learned = None
+        if policy != "expert":
             from embodia.cerebellum.checkpoint import load_checkpoint
 
             learned = load_checkpoint(policy, embodiment=bench.embodiment)
@@ -112,16 +112,21 @@ def _eval_suite(suite: str, policy: str, task: str | None, episodes: int, seed_s
             cfg = SuiteEvalConfig(suite=suite, task=task or "mt10", episodes=episodes, seed_start=start,
                                   cameras=tuple(getattr(pcfg, "cameras", (bench.camera,))),
                                   image_size=getattr(pcfg, "image_size", None))
-            shared = CheckpointSuitePolicy(learned)  # one multi-task policy for every task
-
-            def policy_for(t, env):
-                return shared
     except (ValueError, FileNotFoundError) as e:
         _fail(str(e))
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=as_json) as bar:
         bars = {t: bar.add_task(t, total=episodes) for t in cfg.tasks}
-        report = evaluate_suite(cfg, policy_for, policy, video, progress=lambda t: bar.advance(bars[t]))
+
+        def advance(t: str) -> None:
+            bar.advance(bars[t])
+
+        if workers > 1 or ray_address is not None:  # each actor loads the checkpoint itself
+            from embodia.eval.parallel import evaluate_suite_parallel
+
+            report = evaluate_suite_parallel(cfg, policy, workers, ray_address, video, progress=advance)
+        else:
+            report = evaluate_suite(cfg, suite_policy_for(suite, policy, learned), policy, video, progress=advance)
     if as_json:
         print(json.dumps(report, indent=2))
         return
@@ -232,19 +237,31 @@ def eval_cmd(
     instruction_retrieval: Annotated[bool | None, typer.Option(
         help="learned policy: act on the nearest training instruction that names the same objects "
              "(default: the checkpoint's)")] = None,
+    workers: Annotated[int, typer.Option(
+        min=1, help="run the episodes on this many Ray actors, one CPU and one thread each "
+                    "(1: in this process); the same seeded episodes and report")] = 1,
+    ray_address: Annotated[str | None, typer.Option(
+        help="run the workers on this Ray cluster (default: a local Ray instance with --workers CPUs)")] = None,
 ) -> None:
     """Run seeded episodes and report success rate (Wilson 95%) and episode length."""
     if suite is not None:
         if skill is not None:
             _fail("--suite evaluates the suite's tasks: give --task (a task name or 'mt10'), not --skill")
-        _eval_suite(suite, policy, task, episodes, seed_start, list(dataset or []), video, as_json)
+        _eval_suite(suite, policy, task, episodes, seed_start, list(dataset or []), video, as_json,
+                    workers, ray_address)
         return
     seed_start = 0 if seed_start is None else seed_start
     from embodia.body.embodiments import get_embodiment
-    from embodia.body.env import TabletopEnv
     from embodia.body.skills import SKILLS
     from embodia.body.tasks import get_task
-    from embodia.eval.rollout import ExpertAgent, PolicyAgent, evaluate
+    from embodia.eval.rollout import (
+        ExpertAgent,
+        InferenceOverrides,
+        PolicyAgent,
+        TabletopSpec,
+        evaluate,
+        is_general,
+    )
 
     # Checked before any checkpoint loads or episode starts, so a typo costs one line, not a traceback.
     if instructions not in INSTRUCTION_SPLITS:
@@ -253,6 +270,8 @@ def eval_cmd(
         _fail("give either --skill or --task, not both")
     _check_writable("--video", video)
     agent_factory, cameras, image_size = ExpertAgent, (), 96
+    overrides = InferenceOverrides(n_action_steps, flow_temperature, temporal_ensemble, occlusion_hold,
+                                   instruction_retrieval, privileged_state)
     if policy != "expert":
         from embodia.cerebellum.checkpoint import load_checkpoint
 
@@ -260,31 +279,17 @@ def eval_cmd(
             learned = load_checkpoint(policy, embodiment=embodiment)
         except (FileNotFoundError, ValueError) as e:
             _fail(str(e))
-        general = not hasattr(learned.cfg, "env_state_input")  # the general core (GeneralistPolicy)
+        general = is_general(learned)
         if general:
             _check_general_on_tabletop(policy, learned, embodiment, flow_temperature=flow_temperature,
                                        occlusion_hold=occlusion_hold, instruction_retrieval=instruction_retrieval,
                                        privileged_state=privileged_state)
         elif privileged_state and learned.object_state is None:
             _fail(f"{policy} has no object state input to replace")
-        for c in (learned.configs() if not general else []):  # an ensemble: every member
-            c.n_action_steps = n_action_steps or c.n_action_steps
-            if flow_temperature is not None:
-                c.flow_temperature = flow_temperature
-            if temporal_ensemble is not None:
-                c.temporal_ensemble = temporal_ensemble
-            if occlusion_hold is not None:
-                c.occlusion_hold = occlusion_hold
-            if instruction_retrieval is not None:
-                if instruction_retrieval and not c.known_instructions:
-                    _fail(f"{policy}/config.json lists no known_instructions to retrieve from")
-                c.instruction_retrieval = instruction_retrieval
-            if privileged_state:
-                c.env_state_input = "privileged"
-        if general:
-            learned.cfg.n_action_steps = n_action_steps or learned.cfg.n_action_steps
-            if temporal_ensemble is not None:
-                learned.cfg.temporal_ensemble = temporal_ensemble
+        try:  # an ensemble: every member; each Ray worker applies the same to its own copy
+            overrides.apply(learned)
+        except ValueError as e:
+            _fail(f"{policy}/{e}")
         cameras = tuple(learned.cfg.cameras)
         image_size = learned.cfg.image_size if cameras else 96  # a state-only policy renders nothing
 
@@ -314,19 +319,22 @@ def eval_cmd(
                                    ("flow_temperature", "flow_temperature"), ("object_state", "env_state_input"),
                                    ("occlusion_hold", "occlusion_hold"),
                                    ("instruction_retrieval", "instruction_retrieval"))}}
+    env_spec = TabletopSpec(embodiment, arm_name, cameras, image_size, instructions)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=as_json) as bar:
-        for kind, name in runs:
-            t = bar.add_task(f"{kind} {name}", total=episodes)
+        if workers > 1 or ray_address is not None:  # every run's episodes over the actors at once
+            from embodia.eval.parallel import evaluate_parallel
 
-            def make(kind=kind, name=name) -> TabletopEnv:
-                kw = {kind: name}
-                return TabletopEnv(embodiment=embodiment, arm=arm_name, cameras=cameras,
-                                   image_size=image_size, instruction_split=instructions, **kw)
-
-            res = evaluate(make, agent_factory(), name, episodes, seed_start, video,
-                           progress=lambda t=t: bar.advance(t))
-            report["results"][name] = res.summary()
+            bars = [bar.add_task(f"{kind} {name}", total=episodes) for kind, name in runs]
+            results = evaluate_parallel(env_spec, policy, runs, episodes, seed_start, workers, ray_address,
+                                        overrides, video, progress=lambda r: bar.advance(bars[r]))
+            report["results"] = {res.name: res.summary() for res in results}
+        else:
+            for kind, name in runs:
+                t = bar.add_task(f"{kind} {name}", total=episodes)
+                res = evaluate(lambda kind=kind, name=name: env_spec.make(kind, name), agent_factory(), name,
+                               episodes, seed_start, video, progress=lambda t=t: bar.advance(t))
+                report["results"][name] = res.summary()
     rates = [r["success_rate"] for r in report["results"].values()]
     report["mean_success_rate"] = sum(rates) / len(rates)
     if as_json:
@@ -879,6 +887,54 @@ def fleet_serve(
         _fail(f"--db {db}: {e}")
     err.print(f"fleet service on http://{host}:{port} (db {db.split('@')[-1]})")
     uvicorn.run(fleet, host=host, port=port, log_level="warning")
+
+
+@fleet_app.command("robot")
+def fleet_robot(
+    server: Annotated[str, typer.Option(help="the fleet service, http://HOST:PORT")],
+    token_file: Annotated[Path, typer.Option(help="a file holding a robot token (fleet token create --role robot)")],
+    embodiment: Annotated[str, typer.Option(help="arm7 | humanoid_upper")] = "arm7",
+    name: Annotated[str, typer.Option(help="the robot's name on the dashboard")] = "robot",
+    site: Annotated[str, typer.Option(help="robots of one site share a scene memory")] = "default",
+    spool: Annotated[Path, typer.Option(help="outbox, downloaded skills and recordings in progress")] = Path("robot_spool"),
+    cameras: Annotated[str | None, typer.Option(help="recorded cameras, comma-separated, or 'none' (default: all)")] = None,
+    image_size: Annotated[int, typer.Option(min=16, max=512)] = 96,
+    tier: Annotated[str, typer.Option(help="real | synthetic | human (a simulated robot: synthetic)")] = "synthetic",
+    heartbeat_s: Annotated[float, typer.Option(min=0.05, help="seconds between heartbeats")] = 1.0,
+    poll_s: Annotated[float, typer.Option(min=0.05, help="seconds between asks for work when idle")] = 2.0,
+    max_tasks: Annotated[int | None, typer.Option(min=1, help="exit after this many tasks are done and sent")] = None,
+) -> None:
+    """A simulated robot: register, heartbeat, run the assigned skill version on the tasks an
+    operator queues, upload the episodes (resumably; kept in the outbox while offline)."""
+    import logging
+    import signal
+
+    from embodia.body.embodiments import list_embodiments
+    from embodia.serve.fleet.models import TIERS
+    from embodia.serve.fleet.robot import FleetRobot, RobotConfig
+
+    if embodiment not in list_embodiments():
+        _fail(f"--embodiment must be one of {list_embodiments()}, got {embodiment!r}")
+    if tier not in TIERS:
+        _fail(f"--tier must be one of {list(TIERS)}, got {tier!r}")
+    try:
+        token = token_file.read_text().strip().splitlines()[-1].strip()
+    except (OSError, IndexError) as e:
+        _fail(f"--token-file {token_file}: {e if isinstance(e, OSError) else 'the file is empty'}")
+    _check_writable("--spool", spool)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    robot = FleetRobot(RobotConfig(server=server, token=token, embodiment=embodiment, name=name, site=site,
+                                   spool=spool, cameras=camera_names(cameras), image_size=image_size, tier=tier,
+                                   heartbeat_s=heartbeat_s, poll_s=poll_s, max_tasks=max_tasks))
+    signal.signal(signal.SIGTERM, lambda *_: robot.stop())
+    try:
+        done = robot.run()
+    except KeyboardInterrupt:
+        robot.stop()
+        done = robot.done
+    except Exception as e:  # a refusal the robot cannot work around (a revoked token, say)
+        _fail(str(e))
+    err.print(f"{name}: {done} tasks done")
 
 
 @token_app.command("create")

@@ -105,7 +105,7 @@ def test_parse_reply_errors():
         parse_reply('{"steps": [{"skill": "pick", "args": "red_cube"}]}')
 
 
-UNREADABLE = "relocate the red cube into the bowl"  # the grammar knows no such verb
+UNREADABLE = "zorble the red cube into the bowl"  # no verb the grammar knows or reads by meaning
 
 
 def test_unverifiable_llm_plan_is_refused_by_default(chat_server, scenes, planner):

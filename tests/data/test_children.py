@@ -1,6 +1,8 @@
 """Workers die with their parent, even when the parent is killed with SIGKILL."""
 
+import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -34,6 +36,55 @@ POPEN_PARENT = textwrap.dedent("""
     open(sys.argv[1], "w").write(str(p.pid))
     time.sleep(60)
 """)
+
+# Ray's agents and workers are children of the raylet, not of the parent: when the parent dies
+# they are reparented, and only the watcher that init_ray starts still knows they are Ray's
+RAY_PARENT = textwrap.dedent("""
+    import os, sys, time
+    import ray
+    from embodia.data.children import init_ray
+
+    class Pid:
+        def pid(self):
+            return os.getpid()
+
+    init_ray(None, 1)
+    actor = ray.remote(num_cpus=1)(Pid).remote()
+    open(sys.argv[1], "w").write(str(ray.get(actor.pid.remote())))
+    time.sleep(120)
+""")
+
+
+def ray_session_processes(driver: int) -> list[str]:
+    """Live processes of the local Ray instance that process `driver` started (its session's
+    name ends in that pid: on the servers' command lines, in the files the others hold open),
+    and the watcher init_ray started for it; the driver itself is left out."""
+    from embodia.data.children import RAY_REAPER
+
+    session = re.compile(rb"session_[0-9_-]+_%d\b" % driver)
+    found = []
+    for d in filter(str.isdigit, os.listdir("/proc")):
+        if int(d) == driver:
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read()
+            fds = os.listdir(f"/proc/{d}/fd")
+        except OSError:
+            continue
+        if fields[0] == "Z":
+            continue
+        links = []
+        for fd in fds:
+            with contextlib.suppress(OSError):  # closed since listed
+                links.append(os.readlink(f"/proc/{d}/fd/{fd}").encode())
+        ours = session.search(cmd) or any(session.search(link) for link in links)
+        watcher = int(fields[1]) == driver and RAY_REAPER.encode() in cmd
+        if ours or watcher:
+            found.append(f"{d} {cmd[:60]!r}")
+    return found
 
 
 def _alive(pid: int) -> bool:
@@ -82,3 +133,28 @@ def test_pool_workers_die_with_a_killed_parent(tmp_path):
 
 def test_popen_children_die_with_a_killed_parent(tmp_path):
     assert not _orphan_after_kill9(tmp_path, POPEN_PARENT)
+
+
+def test_ray_servers_agents_and_workers_die_with_a_killed_parent(tmp_path):
+    pytest.importorskip("ray")
+    pidfile, src = tmp_path / "worker.pid", tmp_path / "parent.py"
+    src.write_text(RAY_PARENT)
+    parent = subprocess.Popen([sys.executable, str(src), str(pidfile)], cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while not (pidfile.exists() and pidfile.read_text()):
+            assert time.monotonic() < deadline and parent.poll() is None, "the actor never started"
+            time.sleep(0.1)
+        assert ray_session_processes(parent.pid)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while (left := ray_session_processes(parent.pid)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for p in left:  # no orphans after the test, whatever it found
+            with contextlib.suppress(OSError):
+                os.kill(int(p.split()[0]), signal.SIGKILL)
+        assert not left, f"outlived their killed parent: {left}"
+    finally:
+        if parent.poll() is None:
+            parent.kill()

@@ -161,8 +161,10 @@ class TabletopDomain:
         c = objs[args[0]]
         if name == "held":
             return [f["holding"](c)]
-        if state.holds(g) and name in ("in", "on", "stowed") and args[-1] != ZONE:
+        if state.holds(g) and name in ("in", "on", "stowed") and args[-1] not in (ZONE, *objs):
             return self._freeze(state, args[0], objs)  # already true: keep it that way
+        # (a cube already on the cube asked for keeps that one relation, not the stack below it:
+        # "green at the bottom, then blue, then yellow" with yellow on blue moves blue with yellow)
         if name == "in" and args[1] == ZONE:
             return [f["inzone"](c)]
         if name == "in" and args[1] in ("bowl", "drawer"):

@@ -18,7 +18,7 @@ import numpy as np
 
 from embodia.brain.embedding import SentenceEncoder
 from embodia.brain.refusal import Refusal
-from embodia.brain.state import TABLE, ZONE, State, lit
+from embodia.brain.state import HAND, TABLE, ZONE, State, lit
 
 COLOURS: dict[str, tuple[str, ...]] = {
     "red": ("red", "crimson", "scarlet", "ruby", "cherry", "maroon", "vermilion"),
@@ -53,7 +53,9 @@ EXEMPLARS: dict[str, tuple[str, ...]] = {
 SHADES = {"light", "dark", "bright", "pale", "deep", "sky", "grass", "blood", "fire", "sea",
           "coloured", "colored", "small", "little", "tiny", "plastic", "toy", "single", "lone"}
 SELECTORS = {"leftmost": "left", "left": "left", "rightmost": "right", "right": "right",
-             "nearest": "near", "closest": "near", "farthest": "far", "furthest": "far"}
+             "nearest": "near", "closest": "near", "farthest": "far", "furthest": "far",
+             "top": "top", "topmost": "top", "upper": "top", "bottom": "bottom", "lower": "bottom",
+             "bottommost": "bottom", "middle": "middle", "center": "middle", "centre": "middle"}
 UNIVERSAL = {"all", "every", "each", "both", "everything"}
 COUNTS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
 INDEFINITE = {"a", "an", "any", "some"}
@@ -65,11 +67,12 @@ NEAR = re.compile(r"\s+(?:that is |which is |that's )?(?:closest to|nearest to|n
 ORDINALS = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4,
             "fifth": 5, "5th": 5, "sixth": 6, "6th": 6}
 ORDINAL = re.compile(r"\b(" + "|".join(ORDINALS) + r")\b\s*(.*?)\s+from the (left|right)$")
-RELATION = re.compile(r"\s+(?:that is |which is |that's |sitting |lying |resting )?"
+RELATION = re.compile(r"\s+(?:(?:that is|which is|that's|that are|which are) )?(?:(?:sitting|lying|resting|stacked|placed|sat|kept) )?"
                       r"(on top of|inside of|inside|in|on|from|out of|off of|off|under|beneath)\s+(.*)$")
 
 _COLOUR_WORD = {w: c for c, ws in COLOURS.items() for w in ws}
 _CLASS_PHRASE = {w: c for c, ws in CLASSES.items() for w in ws}
+CLASS_WORDS = frozenset(w for ws in CLASSES.values() for w in ws)  # never a verb
 
 
 def singular(word: str) -> str:
@@ -94,6 +97,7 @@ class Mention:
     near: Mention | None = None  # "the cube next to the bowl", "the one closest to the drawer"
     rank: int = 1  # "the second cube from the left": the selector's 2nd
     count: int = 0  # "two of the cubes": that many, our choice which
+    held: bool = False  # "the held cube": the one in hand
     notes: list[str] = field(default_factory=list)
 
 
@@ -178,6 +182,8 @@ class Grounder:
                     m.notes.append(f"{w} = {m.colour}")
             elif w in SELECTORS and not head:
                 m.selector = SELECTORS[w]
+            elif w == "held" and not head:  # "the held cube" (instruction.py says it so)
+                m.held = True
             elif w in SHADES and not head:
                 continue
             else:
@@ -228,6 +234,10 @@ class Grounder:
             return [m.cls]
         names = [n for n, o in state.objects.items() if n not in besides
                  and (m.cls is None or o.cls == m.cls) and (m.colour is None or o.colour == m.colour)]
+        if m.held:
+            names = [n for n in names if state.support.get(n) == HAND]
+            if not names:
+                raise Refusal("unknown", m.text, "the hand holds nothing", self.present(state))
         if m.relation is not None:
             prep, other = m.relation
             targets = self.resolve(other, state)
@@ -257,10 +267,19 @@ class Grounder:
             at = np.asarray(state.objects[ref[0]].position[:2])
             names = [min(names, key=lambda n: float(np.linalg.norm(
                 np.asarray(state.objects[n].position[:2]) - at)))]
-        if m.selector is not None:
+        if m.selector in ("top", "bottom", "middle"):  # a stack's levels, or the middle of a row
+            names = _level(state, names, m.selector)
+            if len(names) > 1 and m.quant != "a":
+                raise self.ambiguous(m.text, names, state)
+            if not names:
+                raise Refusal("unknown", m.text, f"no cube is at the {m.selector} of a stack"
+                              if m.selector != "middle" else "there is no middle one", self.present(state))
+        elif m.selector is not None:
             if m.rank > len(names):
                 raise Refusal("unknown", m.text, _only(m, len(names)), self.present(state))
-            names = [_select(state, names, m.selector, m.rank)]
+            names = _select(state, names, m.selector, m.rank)
+            if len(names) > 1:
+                raise self.ambiguous(m.text, names, state)
         if m.quant == "all" or (m.plural and m.quant == "the"):
             return sorted(names)
         if len(names) > 1 and m.quant != "a":
@@ -316,7 +335,7 @@ _THAT = r"(?:that's |that is |which is |that sits |sitting )?"
 SELECTOR_PHRASES = [(re.compile(p), r) for p, r in (
     (r"\b(?:further|farther|furthest|farthest) (?:away|back|out)(?: from (?:you|me|the robot))?\b", "farthest"),
     (r"\b(?:furthest|farthest|further|farther) from (?:you|me|the robot)\b", "farthest"),
-    (r"\b(?:closest|nearest) to (?:you|me|the robot)\b", "nearest"),
+    (r"\b(?:closest|nearest) (?:to )?(?:you|me|the robot)\b", "nearest"),
     (r"\b(?:closest|nearest) (?:in|up front)\b", "nearest"),
     (r"\bnearer\b", "nearest"), (r"\b(?:further|farther)\b(?! (?:from|to))", "farthest"),
     (r"^whichever " + _CLS + r" is (?P<s>\w+)$", r"the \g<s> \g<c>"),
@@ -334,12 +353,30 @@ def _only(m: Mention, n: int) -> str:
     return f"there {'is' if n == 1 else 'are'} only {n} {what}{'' if n == 1 else 's'}"
 
 
-def _select(state: State, names: list[str], selector: str, rank: int = 1) -> str:
+TIE_M = 0.02  # two candidates closer than this on the selector's axis: a person could mean either
+
+
+def _select(state: State, names: list[str], selector: str, rank: int = 1) -> list[str]:
+    """The selector's `rank`-th candidate, or every candidate within TIE_M of it (ask)."""
     pos = {n: np.asarray(state.objects[n].position) for n in names}
     key = {"left": lambda n: -pos[n][1], "right": lambda n: pos[n][1],
            "near": lambda n: float(np.linalg.norm(pos[n][:2])),
            "far": lambda n: -float(np.linalg.norm(pos[n][:2]))}[selector]
-    return sorted(names, key=key)[rank - 1]
+    ranked = sorted(names, key=key)
+    pick = ranked[rank - 1]
+    return [n for n in ranked if abs(key(n) - key(pick)) < TIE_M]
+
+
+def _level(state: State, names: list[str], selector: str) -> list[str]:
+    """The top or bottom cube of a stack (cubes on another cube / under another cube), or the
+    middle of an odd row of candidates, left to right."""
+    cubes = [n for n in names if state.cls(n) == "cube" and n in state.support]
+    if selector == "top":
+        return [n for n in cubes if state.support[n] in state.support and not state.on_top_of(n)]
+    if selector == "bottom":
+        return [n for n in cubes if state.support[n] not in state.support and state.on_top_of(n)]
+    row = sorted(names, key=lambda n: -state.objects[n].position[1])
+    return [row[len(row) // 2]] if len(row) % 2 == 1 and len(row) >= 3 else row
 
 
 def _order(state: State):

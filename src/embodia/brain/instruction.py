@@ -14,10 +14,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from embodia.brain.grounding import Grounder, Mention
+from embodia.brain.grounding import CLASS_WORDS, Grounder, Mention
 from embodia.brain.outcomes import PHRASE_START, outcome_command, tower_command
 from embodia.brain.refusal import Refusal
 from embodia.brain.state import HAND, TABLE, ZONE, Literal, State, lit
+from embodia.brain.verbs import VerbMapper
 
 VERBS: tuple[tuple[str, str], ...] = (
     ("build a tower with", "tower"), ("build a tower out of", "tower"), ("build a tower from", "tower"),
@@ -36,7 +37,7 @@ VERBS: tuple[tuple[str, str], ...] = (
     ("stack", "stack"), ("pile", "stack"), ("rest", "stack"),
     ("push", "push"), ("slide", "push"), ("shove", "push"), ("nudge", "push"), ("sweep", "push"),
     ("scoot", "push"), ("roll", "push"), ("drag", "push"),
-    ("pull open", "open"), ("pull out", "open"), ("pull", "open"), ("draw", "open"), ("open", "open"),
+    ("open up", "open"), ("close up", "close"), ("pull open", "open"), ("pull out", "open"), ("pull", "open"), ("draw", "open"), ("open", "open"),
     ("slip", "put"),
     ("yank open", "open"), ("yank", "open"), ("close", "close"), ("shut", "close"), ("slam", "close"),
     ("tidy up", "clear"), ("clean up", "clear"), ("clear", "clear"), ("tidy", "clear"),
@@ -46,7 +47,16 @@ POLITE = re.compile(r"^(?:(?:please|pls|plz|kindly|hey|ok|okay|could you|can you
                     r"would you|will you|mind|i want you to|i need you to|i'd like you to|"
                     r"i would like you to|go ahead and|now|first|firstly|also|"
                     r"robot|and|then|just|you should|try to)\b\s*)+")
-TRAILING = re.compile(r"(?:\s+(?:please|for me|now|as well|too|again|thanks|thank you|also|after it|after that))+$")
+TRAILING = re.compile(r"(?:\s+(?:please|pls|plz|for me|now|as well|too|again|thanks|thank you|also|after it|"
+                      r"after that|first|at the end|in the end|if you can|if possible|when you can|instead|"
+                      r"is how i want it|that's how i want it|is what i want|like that))+$")
+# chunks that say nothing to do: the choice is left to the robot, or the request is summed up
+FILLER = re.compile(r"^(?:i don't care which(?: ones?| two| three)?|i do not care which(?: ones?)?|"
+                    r"(?:it )?doesn't matter which(?: ones?)?|(?:it )?does not matter which(?: ones?)?|"
+                    r"no matter which(?: ones?)?|(?:any|whichever) (?:one|two|three|ones|order)(?: is fine| will do| you like)?|"
+                    r"(?:in )?any order(?: is fine| will do)?|either way|whichever|"
+                    r"that's (?:the goal|what i'm after|what i want|it|all)|that is (?:the goal|all|it)|"
+                    r"yo|hey there|go ahead|whatever|if you can|if you could|if possible|counting from (?:the )?(?:left|right)(?: to (?:the )?(?:left|right))?)$")
 DONE = ("once that's done", "once that is done", "when that's done", "when that is done",
         "after that's done", "once you're done", "when you're done", "once you're finished",
         "when you're finished", "once you've got it", "once you have it", "when you've got it",
@@ -93,6 +103,8 @@ class Goals:
 
 # wordings whose parts the clause grammar reads once they are put in its order
 REWRITES = [(re.compile(p), r) for p, r in (
+    # "every cube that isn't in the bowl yet should go in the bowl": those already there cost nothing
+    (r" (?:that|which) (?:isn't|is not|aren't|are not) (?:already |yet )?(?:in|on) (the \w+)(?: yet| already)?\b(?=.*\b\1\b)", ""),
     # "the red cube in the drawer, with the drawer shut": the drawer's state is a goal of its own
     (r",? with (the drawer|it) (?:left |being |kept )?(open|opened|closed|shut)\b", r", and the drawer \2"),
     # "the drawer open with the red cube in it"
@@ -109,13 +121,40 @@ REWRITES = [(re.compile(p), r) for p, r in (
     (r"^(?:stack|pile) (?:all|every one) of them(?: up)?$", "stack all the cubes"),
     (r"\b(?:the )?drawer (?:needs|has to be|must be|wants) (opening|opened|open)\b", "open the drawer"),
     (r"\b(?:the )?drawer (?:needs|has to be|must be|wants) (closing|closed|shut|shutting)\b", "close the drawer"),
-    (r"^(?:i'd rather|i would rather|i want|i'd like) (?:you )?(?:were |to be |are )?holding\b", "pick up"),
+    (r"^(?:(?:at|by|in) the end,? )?(?:i'd rather|i would rather|i want|i'd like) (?:you )?(?:were |to be |are )?holding\b",
+     "pick up"),
     (r"(^|, )(?:but|and|so|ok|okay|alright|right),? ", r"\1"),
     (r"\bthat (?=\w+ (?:one|cube|block)s?\b)", "the "),  # "that green one": a determiner, not a pronoun
     (r"\b(?:can|could|should|may|will) join (?:it|them)\b", "goes in it"),
     (r"^(.*\bdrawer\b.*?),? and (?:be|get|is) (closed|shut)(?: again)?(?: at the end)?$", r"\1, then close the drawer"),
     (r"^(.*\bdrawer\b.*?),? and (?:be|get|is) (?:open|opened)(?: again)?(?: at the end)?$", r"\1, then open the drawer"),
     (r"^keep (?:holding|hold of|a hold of) ", "pick up "),
+    # "give the red cube a shove into the zone": the noun is the action
+    (r"\bgive (.+?) a (?:good |little |quick |gentle |light |small )?(shove|push|nudge|shake|wipe|spin|clean|wash|"
+     r"kick|lick|squeeze|rinse|tap|toss|lift|flip|twist)\b", r"\2 \1"),
+    # the cube in hand, however it is said
+    (r"\b(?:the (?:cube|block|one) (?:that )?(?:you're|you are|you've got|you have) (?:holding|got|in (?:your|the) hand)|"
+     r"(?:what|whatever) (?:you're|you are) holding|(?:what|whatever) (?:you've got|you have) in (?:your|the) hand|"
+     r"the (?:cube|block|one) in (?:your |the |my )?(?:hand|gripper))", "the held cube"),
+    # "the bowl with the red one", "in there with it": company, not a second place
+    (r"\b(in (?:the )?(?:\w+ )?(?:bowl|drawer)|in there|there|inside) with (?:the [\w ]+?|it|them|the others?)"
+     r"(?=$|,|;| then\b| and\b)", r"\1"),
+    (r"\s+instead of (?:the )?[\w ]+?(?=$|,|;)", ""),  # the place is what counts; the planner clears it
+    # "put all the cubes in the bowl except the green one": the exception belongs to the cubes
+    (r"^(?P<v>.*?\b(?:all|every|each)\b.*?)(?P<d> (?:in|into|on|onto|inside) (?:the )?\w+(?: \w+)?) "
+     r"(?P<x>(?:except|but not|apart from|other than|excluding) .+)$", r"\g<v> \g<x>\g<d>"),
+    (r",? counting from (?:the )?(?:left|right)(?: to (?:the )?(?:left|right))?,?", ""),
+    (r"\bthe (cube|block|one) (?:that's |that is |which is )?(?:closest|nearest) (?:to )?(?:you|me|the robot)\b",
+     r"the nearest \1"),
+    (r"\b(?:closest|nearest) (?:to )?(?:you|me|the robot)\b", "nearest"),
+    (r"\b(leave|keep) the drawer (open|opened|closed|shut),? with (.+?) (?:in it|inside|in there)\b",
+     r"put \3 in the drawer, and \1 the drawer \2"),
+    (r"^(?:i want |i'd like |put )?(?:all|both|the)? ?(?:(?:three|two|four) )?(?:of )?(?:the )?(?:cubes|blocks) "
+     r"(?:in|into|as) (?:one|a single|a) (?:tower|stack|pile)(?=$|,)", "stack all the cubes"),
+    # a stack's levels
+    (r"\bthe (?:cube|block|one) (?:that's |that is |which is )?(?:on top of the (?:stack|pile|tower)|"
+     r"(?:stacked |sitting )?on top)\b(?! of)", "the top cube"),
+    (r"\bthe (?:cube|block|one) (?:underneath|below|at the bottom(?: of the (?:stack|pile|tower))?)\b", "the bottom cube"),
 )]
 
 
@@ -141,7 +180,7 @@ def split_clauses(text: str) -> list[tuple[str, bool]]:
             continue
         p = POLITE.sub("", p.strip())
         p = TRAILING.sub("", p).strip()
-        if p and p not in ("thanks", "thank you", "cheers", "please", "pls", "ty", "ok", "okay"):
+        if p and p not in ("thanks", "thank you", "cheers", "please", "pls", "ty", "ok", "okay") and not FILLER.match(p):
             out.append((p, new and bool(out)))
             new = False
     return out
@@ -173,13 +212,17 @@ def _strip_particles(rest: str) -> tuple[str, set[str]]:
 
 
 def _dest(verb: str, rest: str) -> tuple[str, str | None]:
-    rest = re.sub(r"\s+(?:away|back|over|down)(?=\s+(?:in|into|inside|on|onto|to)\b)", "", rest)  # "tuck it away in"
+    rest = re.sub(r"(?:\s+(?:away|back|over|down))+(?=\s+(?:in|into|inside|on|onto|to)\b)", "", rest)  # "tuck it away in"
     pattern = PICK_DEST if verb == "pick" else DEST
     matches = [m for m in pattern.finditer(rest)  # "the cube next to the bowl" is one object
                if not re.search(r"\b(?:next|close|closest|nearest)\s*$", rest[: m.start()])]
+    rel = re.search(r"\b(?:that's|that is|which is|that are|which are)\b", rest)
+    if rel is not None and any(x.start() < rel.start() for x in matches):  # "on the cube that's on the table"
+        matches = [x for x in matches if x.start() < rel.start()]
     if not matches or verb in ("open", "close", "clear", "empty"):
         return rest, None
-    onto = [x for x in matches if x.group(1) in ("onto", "on top of", "atop")]
+    onto = [x for x in matches if x.group(1) in ("onto", "on top of", "atop")] or [
+        x for x in matches if x.group(1) == "on"]  # "stack the one in the bowl on the green cube"
     m = (onto or matches)[0] if verb == "stack" else matches[-1]  # "stack a on b on c": a chain
     obj, dest = rest[: m.start()].strip(), rest[m.end():].strip()
     if not obj and verb != "stack":
@@ -187,8 +230,44 @@ def _dest(verb: str, rest: str) -> tuple[str, str | None]:
     return obj, dest
 
 
-def parse_clauses(text: str) -> list[Clause]:
+CARRY = {"pick": "put", "stack": "put", "push": "put"}  # with a destination, each of these puts
+LEADING_PARTICLE = re.compile(r"^(?:up|down|away|over|back|off|out)\s+(?=\S)")
+NOT_VERBS = PHRASE_START | CLASS_WORDS | {"to", "in", "on", "into", "onto", "with", "from", "of",
+                                                 "off", "at", "by", "if", "when", "once", "so", "is", "are",
+                                                 "i", "you", "we", "me", "what", "which", "whichever", "who",
+                                                 "there", "here", "go", "actually", "no", "yes", "not"}
+
+
+def _unknown_verb(chunk: str, notes: list[str], verbs: VerbMapper | None) -> tuple[str | None, str]:
+    """A chunk that starts with a word the lexicon lacks: read that word by meaning (a calibrated
+    nearest-neighbour reading), refuse it as an action the robot has not got, or ask."""
+    word, _, rest = chunk.partition(" ")
+    if verbs is None or not rest or word in NOT_VERBS or not word.isalpha():
+        return None, chunk
+    if word.endswith("ly") and len(word) > 4:  # "carefully put ...": the adverb says how, not what
+        verb, tail = _verb(rest)
+        if verb is not None:
+            return verb, tail
+    rest = LEADING_PARTICLE.sub("", rest)
+    to_place = _dest("put", rest)[1] is not None  # "plunk the cube in the bowl": any carrying verb puts
+    r = verbs.read(word, merge=CARRY if to_place else None)
+    if r.verb is None and r.confident:
+        raise Refusal("unsupported", word, f"I cannot {word} things: my skills are pick, place, stack, "
+                      "push, and opening or closing the drawer")
+    verb = r.verb
+    if not r.confident or verb is None:
+        readings = [v for v in dict.fromkeys([r.verb, r.runner_up]) if v]
+        raise Refusal("ambiguous", word, f"I do not know the verb {word!r}; did you mean "
+                      + " or ".join(repr(v) for v in readings) + "?", readings=readings, role="verb")
+    notes.append(f"'{word}' read as {verb} (nearest in meaning, margin {r.margin:.2f})")
+    return verb, rest
+
+
+def parse_clauses(text: str, verbs: VerbMapper | None = None, notes: list[str] | None = None) -> list[Clause]:
+    """The clauses of an instruction; `verbs` reads a verb outside the lexicon by meaning."""
     clauses: list[Clause] = []
+    notes = [] if notes is None else notes
+    described = False
     text = tower_command(normalize(text)) or text  # a tower described level by level
     for chunk, new in _topics(split_clauses(text)):
         same = SAME.match(chunk)
@@ -196,9 +275,20 @@ def parse_clauses(text: str) -> list[Clause]:
             clauses += _repeat_with(clauses, same["x"], chunk, new)
             continue
         verb, rest = _verb(chunk)
-        outcome = outcome_command(chunk, known_verb=verb is not None, first=not clauses)
+        # after a described outcome, a bare "X in Y" describes the next one ("I want the drawer
+        # closed and the red cube on the plate")
+        outcome = outcome_command(chunk, known_verb=verb is not None, first=not clauses or described)
+        described = outcome is not None
         if outcome is not None:  # "I want the red cube in the bowl": the command that reaches it
             verb, rest = _verb(outcome)
+        if verb is None:
+            verb, rest = _unknown_verb(chunk, notes, verbs)
+        to = re.match(r"^(?:and )?(?:into|onto|inside|in|on|to)\s+(?=\S)", chunk)
+        if verb is None and to and clauses and clauses[-1].dest is None and not new:
+            clauses[-1].dest = chunk[to.end():]  # "move the red cube off the plate and into the bowl"
+            if clauses[-1].verb == "pick":
+                clauses[-1].verb = "put"
+            continue
         inherited = verb is None
         if verb is None:
             if not clauses:
@@ -209,6 +299,8 @@ def parse_clauses(text: str) -> list[Clause]:
         if verb == "put" and chunk.startswith("put away"):
             particles.add("away")
         objects, dest = _dest(verb, rest)
+        if verb == "pick" and particles & {"in there", "there", "in it", "inside"}:
+            verb = "put"  # "get the red cube in there": carried, not just held
         if inherited and dest is None and not new and verb != "open" and verb != "close":
             prev = clauses[-1]
             prev.objects = f"{prev.objects} and {objects}" if prev.objects else objects
@@ -278,11 +370,13 @@ class InstructionParser:
     """Instruction + state -> `Goals`, or a `Refusal` naming the phrase that failed."""
 
     def __init__(self, grounder: Grounder | None = None,
-                 max_chars: int = MAX_INSTRUCTION_CHARS) -> None:
+                 max_chars: int = MAX_INSTRUCTION_CHARS, read_verbs: bool = True) -> None:
         if max_chars <= 0:
             raise ValueError(f"max_chars must be positive, got {max_chars!r}")
         self.grounder = grounder or Grounder()
         self.max_chars = max_chars
+        # verbs outside the lexicon by meaning, with the grounder's encoder (loaded once, on first need)
+        self.verbs = VerbMapper(VERBS, self.grounder.encoder) if read_verbs else None
 
     _clause_object: list[str] | None = None  # the clause being grounded: its objects
 
@@ -296,10 +390,10 @@ class InstructionParser:
         self.check_length(instruction)
         if not normalize(instruction):
             raise Refusal("unsupported", "", "the instruction is empty")
-        clauses = parse_clauses(instruction)
+        notes: list[str] = []
+        clauses = parse_clauses(instruction, self.verbs, notes)
         self._clause_object = None
         segments: list[list[Literal]] = [[]]
-        notes: list[str] = []
         mentions: list[tuple[str, list[str]]] = []  # (role, names) in order of mention
         for c in clauses:
             new_goals = self._clause_goals(c, state, notes, mentions)
@@ -313,6 +407,8 @@ class InstructionParser:
         segments = _means_not_ends([s for s in segments if s])
         if not segments:
             raise Refusal("unsupported", instruction, "it asks for nothing I can do")
+        if not re.search(r"\b(?:instead|swap|replace|rather)\b", instruction.lower()):
+            _one_on_the_plate(segments, state)
         return Goals(segments, notes)
 
     # ------------------------------------------------------------------ clauses
@@ -348,6 +444,12 @@ class InstructionParser:
             notes.append(f"'{text}' = {left[0]} (the {cls} not named yet)")
             mentions.append((role, left))
             return left
+        held = sorted(c for c in state.cubes if state.support.get(c) == HAND)
+        if (role == "object" and len(held) == 1 and not [ns for r, ns in mentions if r == "object"]
+                and re.fullmatch(r"(?:that|this) (?:cube|block|one)", text.strip())):
+            notes.append(f"'{text}' = {held[0]} (the cube in hand)")  # "stick that cube on the plate"
+            mentions.append((role, held))
+            return held
         m: Mention = self.grounder.parse(text)
         if m.quant == "pronoun":
             own = self._clause_object if role == "place" else None
@@ -368,6 +470,8 @@ class InstructionParser:
                 notes.append(f"'{text}' = {held[0]} (the cube in hand)")
                 mentions.append((role, held))
                 return held
+            if role == "object" and not mentions and prefer is None and len(state.cubes) > 1:
+                raise self.grounder.ambiguous(text, sorted(state.cubes), state)  # nothing named yet: ask
             raise Refusal("unknown", text, "I do not know what it refers to",
                           self.grounder.present(state))
         besides = tuple(self._clause_object or ()) if role == "place" else ()
@@ -404,7 +508,11 @@ class InstructionParser:
                           self.grounder.present(state))
         objects: list[str] = []
         for part in _conjuncts(c.objects):
-            objects += [o for o in g(part) if o not in objects]
+            try:
+                found = g(part)
+            except Refusal as r:
+                found = self._not_the_place(r, c, state, notes, mentions)
+            objects += [o for o in found if o not in objects]
         self._clause_object = objects
         for o in objects:
             if state.cls(o) != "cube":
@@ -447,6 +555,9 @@ class InstructionParser:
                 raise Refusal("impossible", c.objects, "I hold one cube at a time "
                               f"(asked for {', '.join(state.describe(o) for o in objects)})")
             return [lit("held", objects[0])]
+        below = self._cube_below(mentions, objects, c, state) if c.dest in ("it", "them") else None
+        if below is not None:  # "..., then put the green one on top of it": the cube moved last
+            return [self._on(state, o, below, c) for o in objects]
         if c.dest in ("it", "there", "them"):
             dest = self._last_place(mentions, c, state)
         else:
@@ -455,6 +566,35 @@ class InstructionParser:
                 raise Refusal("ambiguous", c.dest, "put it on which one?")
             dest = dests[0]
         return [self._to(state, o, dest, c) for o in objects]
+
+    def _not_the_place(self, r: Refusal, c: Clause, state: State, notes: list[str], mentions: list) -> list[str]:
+        """"stack the cube on the yellow one": the cube to move is not the one it goes on; if
+        that leaves one reading, it is meant, else ask about the ones left."""
+        if not (r.needs_clarification and c.dest) or c.dest in ("it", "them", "there"):
+            raise r
+        try:
+            places = set(self._ground(c.dest, state, notes, list(mentions), "place"))
+        except Refusal:
+            raise r from None
+        left = [x for x in r.readings if x not in {state.describe(n) for n in places}]
+        if len(left) == len(r.readings):
+            raise r
+        names = [n for n in state.objects if state.describe(n) in left]
+        if len(names) != 1:
+            raise self.grounder.ambiguous(r.phrase, names, state)
+        mentions.append(("object", names))
+        notes.append(f"'{r.phrase}' = {names[0]} (the only one that is not where it goes)")
+        return names
+
+    @staticmethod
+    def _cube_below(mentions: list, objects: list[str], c: Clause, state: State) -> str | None:
+        """"on top of it/them" after a cube was moved: that cube (the top of what was built)."""
+        if not re.search(r"\b(?:on top of|onto|on|atop) (?:it|them)\b", c.text):
+            return None
+        for role, names in reversed(mentions):
+            if role == "object" and len(names) == 1 and state.cls(names[0]) == "cube" and names[0] not in objects:
+                return names[0]
+        return None
 
     def _last_place(self, mentions: list, c: Clause, state: State) -> str:
         for _, names in reversed(mentions):
@@ -487,6 +627,23 @@ class InstructionParser:
         if cls in ("bowl", "drawer"):
             return lit("in", obj, dest)
         raise Refusal("impossible", c.dest or c.text, f"cannot put things in or on the {state.describe(dest)}")
+
+
+def _one_on_the_plate(segments: list[list[Literal]], state: State) -> None:
+    """The plate holds one cube: a second one asked onto it, while the person says nowhere
+    else for the one already there, is refused rather than the first cube moved off unasked."""
+    elsewhere = {g.fact.args[0] for seg in segments for g in seg if g.positive and g.fact.args
+                 and g.fact.name in ("in", "on", "held", "stowed") and g.fact.args[-1] != "plate"}
+    on_plate = set(state.on_top_of("plate"))
+    for seg in segments:
+        for g in seg:
+            if g.positive and g.fact.name == "on" and g.fact.args[1] == "plate":
+                there = sorted(on_plate - {g.fact.args[0]} - elsewhere)
+                if there:
+                    raise Refusal("impossible", "plate", f"the plate holds one cube and the "
+                                  f"{state.describe(there[0])} is on it; say where the "
+                                  f"{state.describe(there[0])} should go first")
+        on_plate |= {g.fact.args[0] for g in seg if g.positive and g.fact.name == "on" and g.fact.args[1] == "plate"}
 
 
 def _drawer_words(c: Clause) -> bool:

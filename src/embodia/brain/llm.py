@@ -185,7 +185,7 @@ class LLMPlanner:
         try:
             goals: Goals | None = self.parser.goals(instruction, state)
         except Refusal as r:
-            if r.kind != "unsupported":
+            if r.kind != "unsupported" and r.role != "verb":  # a verb the grammar cannot read: the model may
                 raise
             if not self.accept_unverified and self.confirm is None:  # do not even ask the model
                 raise Refusal("unsupported", r.phrase, f"{r.reason}; an LLM plan for it could not be "

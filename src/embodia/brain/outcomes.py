@@ -19,15 +19,16 @@ WANT = re.compile(r"^(?:(?:by|at|in) the end,?\s+|(?:final|end|goal|target) stat
                   r"what i (?:really |actually )?(?:want|need) is\s+|"
                   r"(?:i|we)(?:'d| would)? (?:like|want|need) to end up with\s+)?"
                   r"(?:(?:i want|i'd like|i would like|i need|we want|we need|we'd like|let's have|"
+                  r"i'd rather have|i would rather have|i'd prefer|i would prefer|"
                   r"make sure|ensure|see that|see to it that|check that)\s+(?:that\s+)?)?")
 KEEP_DRAWER = re.compile(r"^(?:leave|keep|have|get)\s+(?P<d>(?:the |that )?drawer)\s+"
                          r"(?P<s>open|opened|closed|shut)$")
 DRAWER_STATE = re.compile(r"^(?P<d>(?:the |that )?drawer)\s+(?:should|must|needs to|has to|is to|"
-                          r"ought to)?\s*(?:be|end up|stay|remain|is|to be)?\s*"
+                          r"ought to)?\s*(?:be|end up|stay|remain|is|to be|left|kept)?\s*"
                           r"(?P<s>open|opened|closed|shut)$")
 BE = (r"(?P<be>(?:should|must|needs to|has to|is to|ought to|will|to)?\s*"
       r"(?:be|end up|stay|remain|go|goes|is|are|sit|sits|lie|lies|rest|rests|can go|could go)?\s*"
-      r"(?:placed|put|sitting|lying|resting|stored|kept)?)")
+      r"(?:placed|put|sitting|lying|resting|stored|kept|stacked|set|left)?)")
 PLACE_PREP = r"inside of|inside|into|in|on top of|onto|on|atop"
 WHERE = re.compile(rf"^(?P<x>.+?)\s+{BE}\s*\b(?P<p>{PLACE_PREP})\b\s+(?P<y>.+)$")
 HOLDS = re.compile(r"^(?P<y>.+?)\s+(?:should|must|needs to|has to|is to|ought to|to)?\s*"
@@ -36,7 +37,7 @@ HOLDS = re.compile(r"^(?P<y>.+?)\s+(?:should|must|needs to|has to|is to|ought to
 CONTAINED_IN = ("bowl", "drawer")
 # how an object phrase can begin: a bare "X in Y" whose X starts otherwise ("pop the cube in the
 # bowl") is an unknown verb, refused as one, not an object named "pop the cube"
-PHRASE_START = ({"the", "my", "one", "two", "three"} | INDEFINITE | UNIVERSAL | PRONOUNS | SHADES
+PHRASE_START = ({"the", "my", "one", "two", "three", "cube", "block", "cubes", "blocks"} | INDEFINITE | UNIVERSAL | PRONOUNS | SHADES
                 | set(SELECTORS) | {w for ws in COLOURS.values() for w in ws})
 
 
@@ -74,7 +75,7 @@ TOWER = re.compile(r"^(?:let's |please )?(?:make|build|create) (?:me )?(?:a |an 
                    r" (?P<top>.+?) (?:on top|at the top|goes on top)(?: of it| of that| of them)?$")
 
 
-BOTTOM = re.compile(r"^(?:.*(?::|\bwith|\bwant|\blike|\bhave|\btower|\bstack|\bpile),?\s+)?(?P<bottom>[^,:]+?) "
+BOTTOM = re.compile(r"^(?:.*(?::|\bwith|\bwant|\blike|\bhave|\btower|\bstack|\bpile)(?: please)?,?\s+)?(?P<bottom>[^,:]+?) "
                     r"(?:at|on|goes at|goes on|is at|on the) (?:the )?bottom,?\s*(?P<rest>.+)$")
 TOP = re.compile(r"^(?P<levels>.*?)\s*(?P<top>(?:(?! and | then )[^,])+?) (?:on top|at the top|goes on top|is on top|at the very top)"
                  r"(?: of (?:it|that|them|those|the rest))?$")
@@ -88,7 +89,15 @@ def tower_command(text: str) -> str | None:
     Z on top"; "I want red at the bottom, green on it and blue on top"), one stacking chain."""
     b = BOTTOM.match(text)
     t = TOP.match(b["rest"].strip(" ,")) if b else None
-    if t is not None:
+    if t is None and b is not None and re.search(r"\b(?:tower|stack|pile)\b", text[: b.start("bottom")]):
+        # "a tower: red on the bottom, then yellow, then green": the levels in order, bottom first
+        lead = re.compile(r"^(?:and then|then|and|next)\s+")
+        above = [lead.sub("", LEVEL_TAIL.sub("", x.strip())).strip()
+                 for x in LEVEL_SPLIT.split(b["rest"].strip(" ,")) if x.strip(" ,")]
+        levels = [*reversed(above), b["bottom"].strip()]
+        if len(levels) < 2 or any(not lv or lv.split()[0] in ("put", "stack", "place") for lv in levels):
+            return None
+    elif t is not None:
         lead = re.compile(r"^(?:and then|then|and)\s+")
         middle = [lead.sub("", LEVEL_TAIL.sub("", x.strip())).strip()
                   for x in LEVEL_SPLIT.split(t["levels"].strip(" ,")) if x.strip(" ,")]

@@ -7,6 +7,7 @@ always says which words failed and what is actually there, never a silent guess.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 KINDS = ("unknown", "ambiguous", "impossible", "infeasible", "unsupported", "planner")
@@ -19,6 +20,7 @@ class Refusal(Exception):
     reason: str
     present: list[str] = field(default_factory=list)  # what the scene has that is relevant
     readings: list[str] = field(default_factory=list)  # ambiguous: what the phrase could mean
+    role: str = "object"  # ambiguous: what the phrase is, an object ("red cube") or a verb ("put")
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -31,8 +33,8 @@ class Refusal(Exception):
         return head + self.reason + tail
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "phrase": self.phrase, "reason": self.reason,
-                "present": list(self.present), "readings": list(self.readings), "message": str(self)}
+        return {"kind": self.kind, "phrase": self.phrase, "reason": self.reason, "present": list(self.present),
+                "readings": list(self.readings), "role": self.role, "message": str(self)}
 
     @property
     def needs_clarification(self) -> bool:
@@ -40,7 +42,8 @@ class Refusal(Exception):
         return self.kind == "ambiguous" and bool(self.readings) and bool(self.phrase)
 
     def clarified(self, instruction: str, reading: str) -> str:
-        """`instruction` with the ambiguous phrase replaced by the chosen reading ("blue cube")."""
+        """`instruction` with the ambiguous phrase replaced by the chosen reading ("blue cube";
+        a verb: "put")."""
         if reading not in self.readings:
             raise ValueError(f"{reading!r} is not one of the readings {self.readings}")
         from embodia.brain.instruction import normalize  # phrases are cut from normalized text
@@ -48,4 +51,6 @@ class Refusal(Exception):
         text = normalize(instruction)
         if self.phrase not in text:
             raise ValueError(f"the phrase {self.phrase!r} is not in the instruction")
+        if self.role == "verb":
+            return re.sub(rf"\b{re.escape(self.phrase)}\b", reading, text, count=1)
         return text.replace(self.phrase, f"the {reading}", 1)

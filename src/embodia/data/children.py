@@ -13,7 +13,8 @@ Start children from a thread that lives as long as they should (the main thread,
 
 Usable from any layer: `multiprocessing` pools pass `die_with_parent` as `initializer`
 (with `os.getpid()` of the parent as its argument); `subprocess.Popen` takes
-`**popen_kwargs()`.
+`**popen_kwargs()`; `init_ray` is the one way to start (or join) Ray, whose local servers
+otherwise outlive a killed parent.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -73,3 +75,83 @@ def popen_kwargs() -> dict[str, Any]:
     dies (Linux; the signal survives `exec`). Elsewhere: none (the child stays in our
     process group)."""
     return {"preexec_fn": _preexec} if sys.platform.startswith("linux") else {}
+
+
+# Ray's local servers (gcs_server, raylet) are children of the process that called ray.init;
+# they may or may not die with it, but what they started (agents, workers and their children)
+# is reparented and runs on. This watcher keeps the tree of the servers' descendants while
+# that process lives (pid and start time, so a reused pid is never hit) and kills all of it
+# once the process is gone. It ends by itself when the tree is gone first (`ray.shutdown()`).
+RAY_REAPER = """
+import os, signal, sys, time
+parent, roots = int(sys.argv[1]), [int(p) for p in sys.argv[2:]]
+
+def scan():  # live processes: pid -> (parent pid, start time)
+    procs = {}
+    for d in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if fields[0] != "Z":
+                procs[int(d)] = (int(fields[1]), fields[19])
+        except (OSError, ValueError, IndexError):
+            pass
+    return procs
+
+procs = scan()
+tree = {p: procs[p][1] for p in roots if p in procs}
+while True:
+    new = tree
+    while new:  # what the tree started since the last look
+        new = {p: t for p, (pp, t) in procs.items() if pp in new and p not in tree}
+        tree.update(new)
+    if os.getppid() != parent or not tree:
+        break
+    time.sleep(0.5)
+    procs = scan()
+    tree = {p: t for p, t in tree.items() if procs.get(p, (0, None))[1] == t}
+procs = scan()
+for p, t in tree.items():
+    if procs.get(p, (0, None))[1] == t:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except OSError:
+            pass
+"""
+
+
+def _children() -> set[int]:
+    """Pids whose parent is this process (Linux /proc; elsewhere none)."""
+    me, found = os.getpid(), set()
+    try:
+        entries = [d for d in os.listdir("/proc") if d.isdigit()]
+    except OSError:
+        return found
+    for d in entries:
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == me:
+                    found.add(int(d))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Connect to the Ray cluster at `address`, or start a local instance with `num_cpus`
+    (None: Ray counts them) whose servers die with this process even on `kill -9`.
+
+    Does nothing when Ray is already initialized in this process. The caller owns the
+    instance: call `ray.shutdown()` when done (the watcher then ends by itself).
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    before = _children()
+    ray.init(address=address, include_dashboard=False, log_to_driver=False,
+             **({"num_cpus": num_cpus} if address is None and num_cpus is not None else {}))
+    started = sorted(_children() - before)
+    if started:  # a local instance: its servers must not outlive a killed parent
+        subprocess.Popen([sys.executable, "-c", RAY_REAPER, str(os.getpid()), *map(str, started)],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)

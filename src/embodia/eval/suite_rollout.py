@@ -30,7 +30,7 @@ from embodia.body.suites import get_suite
 from embodia.data.metadata import DatasetMeta
 from embodia.eval.rollout import POLICY_SEED_OFFSET
 from embodia.eval.stats import summarize, wilson_interval
-from embodia.eval.video import write_mp4
+from embodia.eval.video import video_path, write_mp4
 
 EVAL_SEED_START = 100_000
 DEMO_SEED_START = 0
@@ -76,6 +76,10 @@ class SuiteEvalConfig:
     @property
     def seeds(self) -> range:
         return range(self.seed_start, self.seed_start + self.episodes)
+
+    def make_env(self, task: str) -> Any:
+        return get_suite(self.suite).make_env(task, cameras=self.cameras, image_size=self.image_size,
+                                              max_steps=self.max_steps)
 
 
 def dataset_seed_range(root: str | Path) -> tuple[int, int] | None:
@@ -147,29 +151,35 @@ def evaluate_suite(cfg: SuiteEvalConfig, policy_for: Callable[[str, Any], SuiteP
                    progress: Callable[[str], None] | None = None) -> dict:
     """Every task of `cfg` over its seeds; `policy_for(task, env)` gives the policy for a
     task's env (one multi-task policy may ignore both). Returns the JSON report."""
-    suite = get_suite(cfg.suite)
     t0 = time.perf_counter()
-    results: dict[str, dict] = {}
+    by_task: dict[str, list[SuiteEpisode]] = {}
     for task in cfg.tasks:
-        env = suite.make_env(task, cameras=cfg.cameras, image_size=cfg.image_size, max_steps=cfg.max_steps)
+        env = cfg.make_env(task)
         try:
             policy = policy_for(task, env)
-            episodes = []
+            episodes = by_task[task] = []
             for seed in cfg.seeds:
                 ep, frames = run_suite_episode(env, policy, seed, record=video_dir is not None)
                 if video_dir is not None:
-                    path = Path(video_dir) / f"{task}_seed{seed}.mp4"
-                    write_mp4(path, frames, env.embodiment.control_rate_hz)
-                    ep.video = str(path)
+                    ep.video = str(write_mp4(video_path(video_dir, task, seed), frames,
+                                             env.embodiment.control_rate_hz))
                 episodes.append(ep)
                 if progress:
                     progress(task)
         finally:
             env.close()
+    return suite_report(cfg, policy_name, by_task, time.perf_counter() - t0, videos=video_dir is not None)
+
+
+def suite_report(cfg: SuiteEvalConfig, policy_name: str, by_task: dict[str, list[SuiteEpisode]],
+                 seconds: float, videos: bool = False) -> dict:
+    """The JSON report of every task's episodes (in seed order), however they were run."""
+    results: dict[str, dict] = {}
+    for task, episodes in by_task.items():
         s = summarize([e.success for e in episodes], [e.length for e in episodes])
         s["failed_seeds"] = [e.seed for e in episodes if not e.success]
         s["expert_ceiling"] = expert_ceiling(cfg.suite, task)
-        if video_dir is not None:
+        if videos:
             s["videos"] = [e.video for e in episodes]
         results[task] = s
     rates = [r["success_rate"] for r in results.values()]
@@ -188,8 +198,26 @@ def evaluate_suite(cfg: SuiteEvalConfig, policy_for: Callable[[str, Any], SuiteP
             "mean_success_rate": round(sum(ceiling) / len(ceiling), 4) if len(ceiling) == len(results) else None,
             "measured": expert_ceiling_source(cfg.suite),
         },
-        "seconds": round(time.perf_counter() - t0, 1),
+        "seconds": round(seconds, 1),
     }
+
+
+def suite_policy_for(suite: str, policy: str, learned: Any = None) -> Callable[[str, Any], SuitePolicy]:
+    """`policy_for` of `evaluate_suite`: 'expert' gives each task's scripted expert; a
+    checkpoint folder one multi-task policy for every task (loaded here unless `learned`)."""
+    bench = get_suite(suite)
+    if policy == "expert":  # the experts read the state: no rendering unless for --video
+        return bench.make_expert
+    if learned is None:
+        from embodia.cerebellum.checkpoint import load_checkpoint
+
+        learned = load_checkpoint(policy, embodiment=bench.embodiment)
+    shared = CheckpointSuitePolicy(learned)
+
+    def policy_for(task: str, env: Any) -> SuitePolicy:
+        return shared
+
+    return policy_for
 
 
 def expert_ceiling(suite: str, task: str) -> dict | None:

@@ -384,7 +384,7 @@ class RemoteBrain:
             if e.code == HTTPStatus.UNPROCESSABLE_ENTITY and "refusal" in reply:
                 r = reply["refusal"]
                 raise Refusal(r["kind"], r.get("phrase", ""), r.get("reason", ""), list(r.get("present", [])),
-                              list(r.get("readings", []))) from None
+                              list(r.get("readings", [])), r.get("role", "object")) from None
             raise BrainServiceError(f"brain service answered {e.code}: {reply.get('message', e.reason)}") from None
         except (urllib.error.URLError, TimeoutError, OSError) as e:
             raise BrainServiceError(f"brain service at {self.url} unreachable: {e}") from None

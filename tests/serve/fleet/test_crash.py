@@ -1,4 +1,4 @@
-"""`kill -9` of the running service: during an upload and during a train job, then a restart."""
+"""`kill -9` of the running service: during a resumable upload and during a train job, then a restart."""
 
 import hashlib
 import json
@@ -88,10 +88,14 @@ def test_kill_during_upload_and_train_then_restart(tmp_path):
             time.sleep(0.5)
         time.sleep(8)  # the training is under way
         other = episodes_archive(tmp_path / "b", name="ds2") if (tmp_path / "b").mkdir() is None else b""
-        half = socket.create_connection(("127.0.0.1", port))
-        half.sendall((f"POST /api/datasets/d/episodes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {robot}\r\n"
-                      f"X-Content-SHA256: {hashlib.sha256(other).hexdigest()}\r\n"
-                      f"Content-Length: {len(other)}\r\n\r\n").encode() + other[: len(other) // 2])
+        osha, cut = hashlib.sha256(other).hexdigest(), len(other) // 3
+        url = f"/api/datasets/d/episodes/{osha}"
+        status, part = call(port, robot, "PUT", url, other[:cut], {"Content-Range": f"bytes 0-{cut - 1}/{len(other)}"})
+        assert status == 202 and part["received"] == cut  # acknowledged: a resumed upload goes on from here
+        half = socket.create_connection(("127.0.0.1", port))  # the next chunk, cut off by the kill
+        half.sendall((f"PUT {url} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {robot}\r\n"
+                      f"Content-Range: bytes {cut}-{len(other) - 1}/{len(other)}\r\n"
+                      f"Content-Length: {len(other) - cut}\r\n\r\n").encode() + other[cut: cut + cut // 2])
         time.sleep(0.5)
         ray_now = set(ray_servers(service.pid)) - before_ray
         assert ray_now, "the job's Ray servers should be up"
@@ -106,10 +110,13 @@ def test_kill_during_upload_and_train_then_restart(tmp_path):
         service = serve(db, data, port, "--no-jobs")  # recovery is checked on the record, not re-run here
         ds = call(port, op, "GET", "/api/datasets")[1]
         assert ds[0]["uploads"] == 1 and ds[0]["episodes"] == first["episodes"]  # nothing acknowledged lost
-        assert not list((data / "staging").iterdir())  # the half upload left nothing behind
-        status, again = call(port, robot, "POST", "/api/datasets/d/episodes", other,
-                             {"X-Content-SHA256": hashlib.sha256(other).hexdigest()})
-        assert status == 201 and again["duplicate"] is False  # sent again, it lands
+        assert not list((data / "staging").iterdir())  # no half-unpacked upload left behind
+        status, held = call(port, robot, "PUT", url, None, {"Content-Range": f"bytes */{len(other)}"})
+        assert status == 200 and cut <= held["received"] < len(other)  # what was acknowledged is there
+        start = held["received"]
+        status, done = call(port, robot, "PUT", url, other[start:],
+                            {"Content-Range": f"bytes {start}-{len(other) - 1}/{len(other)}"})
+        assert status == 201 and done["duplicate"] is False and done["episodes"] >= 1, done  # resumed, it lands
         j = call(port, op, "GET", f"/api/jobs/{job['id']}")[1]
         assert j["state"] == "queued" and j["attempts"] == 1 and "resuming" in j["log_tail"]
     finally:

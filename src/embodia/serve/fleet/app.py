@@ -29,8 +29,9 @@ from uuid import uuid4
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,11 +39,23 @@ from embodia.data.children import die_with_parent
 from embodia.serve.fleet import episodes as E
 from embodia.serve.fleet.database import DEFAULT_URL, open_database
 from embodia.serve.fleet.jobs import JobRunner
-from embodia.serve.fleet.models import TIERS, Dataset, Job, Robot, Skill, Token, Upload, now
+from embodia.serve.fleet.models import (
+    TIERS,
+    Dataset,
+    Job,
+    Robot,
+    RobotTask,
+    SiteObject,
+    Skill,
+    Token,
+    Upload,
+    now,
+)
 from embodia.serve.fleet.tokens import Principal, lookup
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+CONTENT_RANGE = re.compile(r"^bytes (?:(\d+)-(\d+)|\*)/(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,7 @@ class FleetConfig:
     stale_after_s: float = 10.0  # a robot whose last heartbeat is older shows as `stale`
     run_jobs: bool = True  # run queued jobs in this process (on Ray); off: record them only
     ray_address: str | None = None  # None: a local Ray instance, started with the first job
+    partial_ttl_s: float = 7 * 24 * 3600  # a resumable upload untouched this long is dropped at start
 
 
 def bad(field: str, message: str, status: int = 422) -> HTTPException:
@@ -148,6 +162,36 @@ class CollectJob(Strict):
     _meta_skill = field_validator("skill")(EvalJob._meta_skill.__func__)
 
 
+class RobotTaskIn(Strict):
+    """Record `episodes` seeded episodes of a meta-skill with the robot's skill version (the
+    scripted experts while it has none) and upload them, success-labelled, to `dataset`."""
+
+    skill: str
+    episodes: int = Field(2, ge=1, le=10_000)
+    seed_start: int = Field(0, ge=0)
+    dataset: str = Field(pattern=NAME)
+
+    _meta_skill = field_validator("skill")(EvalJob._meta_skill.__func__)
+
+
+class TaskResultIn(Strict):
+    state: Literal["succeeded", "failed"]
+    result: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = Field(None, max_length=4000)
+
+
+class SeenObject(Strict):
+    name: str = Field(pattern=NAME)
+    position: list[float] = Field(min_length=3, max_length=3)
+    kind: str | None = Field(None, max_length=64)
+    color: str | None = Field(None, max_length=32)
+    seen_at: datetime | None = None  # when the robot saw it (default: when the service hears of it)
+
+
+class SiteObjectsIn(Strict):
+    objects: list[SeenObject] = Field(min_length=1, max_length=256)
+
+
 class JobIn(BaseModel):
     job: Annotated[TrainJob | EvalJob | CollectJob, Field(discriminator="kind")]
 
@@ -156,9 +200,7 @@ class JobIn(BaseModel):
 def age_s(t: datetime | None) -> float | None:
     if t is None:
         return None
-    if t.tzinfo is None:  # SQLite hands back naive datetimes; they were written as UTC
-        t = t.replace(tzinfo=UTC)
-    return round((now() - t).total_seconds(), 3)
+    return round((now() - _aware(t)).total_seconds(), 3)
 
 
 def skill_view(s: Skill | None) -> dict[str, Any] | None:
@@ -224,6 +266,9 @@ def create_app(config: FleetConfig | None = None, sessions: sessionmaker[Session
     staging.mkdir(parents=True, exist_ok=True)
     for leftover in staging.iterdir():  # our own half-done uploads from before a crash
         shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink()
+    for part in (data_dir / "partial").glob("*/*/*.part"):  # resumable uploads nobody came back for
+        if time.time() - part.stat().st_mtime > config.partial_ttl_s:
+            part.unlink()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -247,6 +292,7 @@ def create_app(config: FleetConfig | None = None, sessions: sessionmaker[Session
     app.state.token_cache = {}
     app.state.ingest_pool = None
     app.state.config = config
+    pg_heartbeats = sessions.kw["bind"].dialect.name == "postgresql"
 
     def own_robot(p: Principal, robot_id: str) -> None:
         if p.role == "robot" and p.robot_id != robot_id:
@@ -296,9 +342,13 @@ def create_app(config: FleetConfig | None = None, sessions: sessionmaker[Session
     @app.post("/api/robots/{robot_id}/heartbeat")
     async def heartbeat(robot_id: str, body: HeartbeatIn, p: Robots) -> dict:
         """The hot path (every robot, every second): one UPDATE, one read of the assigned skill,
-        on the event loop (each is well under a millisecond; a thread hop would cost more)."""
+        on the event loop (each is well under a millisecond; a thread hop would cost more).
+        Heartbeats alone commit without waiting for the disk on PostgreSQL (SQLite's WAL with
+        synchronous=NORMAL already does); uploads, jobs and skills wait as always."""
         own_robot(p, robot_id)
         with sessions() as s:
+            if pg_heartbeats:  # a heartbeat lost in a crash is replaced a second later: no WAL flush wait
+                s.execute(text("SET LOCAL synchronous_commit TO OFF"))
             row = s.execute(update(Robot).where(Robot.id == robot_id)
                             .values(status=body.status, last_heartbeat=now())
                             .returning(Robot.id, Robot.skill_id)).first()
@@ -380,26 +430,46 @@ def create_app(config: FleetConfig | None = None, sessions: sessionmaker[Session
         return [{"name": d.name, "embodiment": d.embodiment, "tier": d.tier, "uploads": n, "episodes": int(ep),
                  "frames": int(fr), "successes": int(ok)} for d, n, ep, fr, ok in rows]
 
+    def upload_target(p: Principal, name: str, sha: str) -> tuple[Robot, Any]:
+        """The uploading robot, and the answer for content already stored (else None)."""
+        if p.robot_id is None:
+            raise bad("Authorization", "register this robot (POST /api/robots) before uploading", 409)
+        with sessions() as s:
+            robot = s.get(Robot, p.robot_id)
+            ds = s.scalar(select(Dataset).where(Dataset.name == name))
+            if ds is not None and ds.embodiment != robot.embodiment:
+                raise bad("name", f"dataset {name!r} holds {ds.embodiment!r} episodes; this robot is {robot.embodiment!r}")
+            if ds is not None and s.scalar(select(Upload).where(Upload.dataset_id == ds.id, Upload.sha256 == sha)):
+                return robot, _duplicate(s, ds, sha)
+        return robot, None
+
+    async def ingest(archive: Path, name: str, tier: str, robot: Robot, sha: str, size: int) -> dict:
+        """Unpack, check and store a received archive (in the worker process), then record it."""
+        work = Path(tempfile.mkdtemp(prefix="upload-", dir=staging))
+        try:
+            summary, dest = await asyncio.get_running_loop().run_in_executor(
+                workers(), E.prepare, archive, work, data_dir / "datasets", name, sha,
+                robot.embodiment, config.max_unpacked_bytes)
+            return await run_in_threadpool(_record, name, tier, robot.id, robot.embodiment, sha, size, summary, dest)
+        except E.UploadError as e:
+            raise bad(e.field, str(e)) from None
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
     @app.post("/api/datasets/{name}/episodes", status_code=201)
     async def upload(request: Request, name: Annotated[str, PathParam(pattern=NAME)],
                      p: Robots,
                      x_content_sha256: Annotated[str, Header(pattern=SHA256.pattern)],
                      tier: Annotated[str, Query(pattern="^(" + "|".join(TIERS) + ")$")] = "real",
                      content_length: Annotated[int | None, Header(ge=0)] = None) -> dict:
-        """A robot sends an archive of recorded episodes; the same content again is a no-op (200)."""
-        if p.robot_id is None:
-            raise bad("Authorization", "register this robot (POST /api/robots) before uploading", 409)
+        """A robot sends an archive of recorded episodes in one request; the same content again
+        is a no-op (200). Large archives over a weak link: the resumable PUT below."""
         if content_length is not None and content_length > config.max_upload_bytes:
             raise bad("body", f"{content_length} bytes is over the {config.max_upload_bytes}-byte limit", 413)
-        with sessions() as s:
-            robot = s.get(Robot, p.robot_id)
-            ds = s.scalar(select(Dataset).where(Dataset.name == name))
-            if ds is not None and ds.embodiment != robot.embodiment:
-                raise bad("name", f"dataset {name!r} holds {ds.embodiment!r} episodes; this robot is {robot.embodiment!r}")
-            if ds is not None and s.scalar(select(Upload).where(Upload.dataset_id == ds.id,
-                                                                Upload.sha256 == x_content_sha256)):
-                return _duplicate(s, ds, x_content_sha256)
-        work = Path(tempfile.mkdtemp(prefix="upload-", dir=staging))
+        robot, duplicate = upload_target(p, name, x_content_sha256)
+        if duplicate is not None:
+            return duplicate
+        work = Path(tempfile.mkdtemp(prefix="body-", dir=staging))
         try:
             archive, h, size = work / "episodes.tar.gz", hashlib.sha256(), 0
             with archive.open("wb") as f:
@@ -411,15 +481,84 @@ def create_app(config: FleetConfig | None = None, sessions: sessionmaker[Session
                     f.write(chunk)
             if h.hexdigest() != x_content_sha256:
                 raise bad("X-Content-SHA256", f"the body's SHA-256 is {h.hexdigest()}, not the one sent")
-            summary, dest = await asyncio.get_running_loop().run_in_executor(
-                workers(), E.prepare, archive, work, data_dir / "datasets", name, x_content_sha256,
-                robot.embodiment, config.max_unpacked_bytes)
-            return await run_in_threadpool(_record, name, tier, robot.id, robot.embodiment, x_content_sha256,
-                                           size, summary, dest)
-        except E.UploadError as e:
-            raise bad(e.field, str(e)) from None
+            return await ingest(archive, name, tier, robot, x_content_sha256, size)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+    part_locks: dict[Path, asyncio.Lock] = {}
+
+    @app.put("/api/datasets/{name}/episodes/{sha256}")
+    async def upload_part(request: Request, name: Annotated[str, PathParam(pattern=NAME)],
+                          sha256: Annotated[str, PathParam(pattern=SHA256.pattern)], p: Robots,
+                          content_range: Annotated[str, Header(pattern=CONTENT_RANGE.pattern)],
+                          tier: Annotated[str, Query(pattern="^(" + "|".join(TIERS) + ")$")] = "real"):
+        """A resumable upload of the archive whose SHA-256 is in the path, in chunks:
+        `Content-Range: bytes START-END/TOTAL` appends one (202 and `received` until the last,
+        then 201 with what was stored, as the one-request upload answers), `bytes */TOTAL`
+        asks how much the service holds. Each acknowledged chunk is on disk (fsync) and
+        survives a restart of the service; a chunk that does not start where the held bytes
+        end is 409 with `received`, so the robot resumes from there."""
+        m = CONTENT_RANGE.match(content_range)
+        total = int(m[3])
+        if total > config.max_upload_bytes:
+            raise bad("Content-Range", f"{total} bytes is over the {config.max_upload_bytes}-byte limit", 413)
+        if total == 0:
+            raise bad("Content-Range", "an empty archive cannot hold episodes")
+        robot, duplicate = upload_target(p, name, sha256)
+        if duplicate is not None:
+            return duplicate
+        part = data_dir / "partial" / robot.id / name / f"{sha256}.part"
+        lock = part_locks.setdefault(part, asyncio.Lock())
+        async with lock:
+            have = part.stat().st_size if part.exists() else 0
+            if have > total:
+                raise bad("Content-Range", f"the service holds {have} bytes of this archive, more than {total}", 409)
+            if m[1] is not None:
+                start, end = int(m[1]), int(m[2])
+                if end < start or end >= total:
+                    raise bad("Content-Range", f"bytes {start}-{end} do not lie inside 0-{total - 1}")
+                if start != have:
+                    raise HTTPException(409, detail={"field": "Content-Range", "received": have, "message":
+                                        f"the service holds bytes 0-{have - 1}; send from byte {have}"})
+                await receive_chunk(request, part, have, end - start + 1)
+                have = end + 1
+            if have < total:
+                return JSONResponse({"dataset": name, "sha256": sha256, "received": have, "total": total},
+                                    status_code=202 if m[1] is not None else 200)
+            try:  # all there (now, or before a restart): check and store it
+                digest = await run_in_threadpool(E.file_sha256, part)
+                if digest != sha256:
+                    raise bad("sha256", f"the archive's SHA-256 is {digest}, not the one in the path")
+                stored = await ingest(part, name, tier, robot, sha256, total)
+                part.unlink(missing_ok=True)
+                return stored if isinstance(stored, JSONResponse) else JSONResponse(stored, status_code=201)
+            except HTTPException as e:
+                if e.status_code == 422:  # bad content: the robot must send it anew
+                    part.unlink(missing_ok=True)
+                raise  # anything else (the service stopping): the bytes stay for the retry
+            finally:
+                part_locks.pop(part, None)
+
+    async def receive_chunk(request: Request, part: Path, have: int, want: int) -> None:
+        """Append one chunk; a body longer or shorter than announced, or a broken link, leaves
+        the held bytes as they were."""
+        part.parent.mkdir(parents=True, exist_ok=True)
+        got = 0
+        with part.open("ab") as f:
+            try:
+                async for chunk in request.stream():
+                    got += len(chunk)
+                    if got > want:
+                        raise bad("body", f"the body is longer than the {want} bytes Content-Range announces")
+                    f.write(chunk)
+                if got != want:
+                    raise bad("body", f"the body holds {got} bytes; Content-Range announces {want}")
+                f.flush()
+                os.fsync(f.fileno())
+            except BaseException:
+                f.flush()
+                f.truncate(have)
+                raise
 
     def workers() -> ProcessPoolExecutor:
         """One process that unpacks and checks uploads (started on the first upload; spawned, so
@@ -446,6 +585,110 @@ def create_app(config: FleetConfig | None = None, sessions: sessionmaker[Session
                 return _duplicate(s, s.scalar(select(Dataset).where(Dataset.name == name)), sha)
             return {"dataset": name, "sha256": sha, "duplicate": False, "episodes": summary.episodes,
                     "frames": summary.frames, "successes": summary.successes}
+
+    # ------------------------------------------------------------------ skill checkpoints
+    @app.get("/api/skills/{skill_id}/checkpoint")
+    def checkpoint(skill_id: int, s: DB, p: Caller) -> FileResponse:
+        """The skill version's checkpoint folder as a .tar.gz (a robot: only the version it is
+        assigned); `X-Checkpoint-SHA256` is the skill's checkpoint hash (of model.safetensors)."""
+        k = s.get(Skill, skill_id)
+        if k is None:
+            raise bad("skill_id", f"no skill version {skill_id}", 404)
+        if p.role == "robot" and (p.robot_id is None or s.get(Robot, p.robot_id).skill_id != k.id):
+            raise HTTPException(403, detail={"field": "skill_id", "message":
+                                f"skill {k.id} is not the version this robot is assigned"})
+        if not k.checkpoint_path or not Path(k.checkpoint_path).is_dir():
+            raise bad("skill_id", f"skill {k.id} has no checkpoint stored on this service", 404)
+        archive = data_dir / "checkpoints" / f"{k.id}-{k.checkpoint_hash}.tar.gz"
+        if not archive.exists():  # packed once, then served from disk
+            archive.parent.mkdir(parents=True, exist_ok=True)
+            tmp = archive.with_suffix(f".{uuid4().hex[:8]}.tmp")
+            tmp.write_bytes(E.pack(Path(k.checkpoint_path), "checkpoint"))
+            tmp.replace(archive)
+        return FileResponse(archive, media_type="application/gzip",
+                            headers={"X-Checkpoint-SHA256": k.checkpoint_hash})
+
+    # ------------------------------------------------------------------ robot tasks
+    @app.post("/api/robots/{robot_id}/tasks", status_code=201)
+    def add_task(robot_id: str, body: RobotTaskIn, s: DB, _: Operators) -> dict:
+        r = get_robot(s, robot_id)
+        ds = s.scalar(select(Dataset).where(Dataset.name == body.dataset))
+        if ds is not None and ds.embodiment != r.embodiment:
+            raise bad("dataset", f"dataset {ds.name!r} holds {ds.embodiment!r} episodes; robot {r.id} is {r.embodiment!r}")
+        t = RobotTask(robot_id=r.id, params=body.model_dump())
+        s.add(t)
+        s.commit()
+        return task_view(t)
+
+    @app.get("/api/robots/{robot_id}/tasks")
+    def robot_tasks(robot_id: str, s: DB, p: Caller) -> list[dict]:
+        own_robot(p, robot_id)
+        get_robot(s, robot_id)
+        return [task_view(t) for t in s.scalars(select(RobotTask).where(RobotTask.robot_id == robot_id)
+                                               .order_by(RobotTask.id.desc()).limit(100))]
+
+    @app.post("/api/robots/{robot_id}/tasks/next")
+    def next_task(robot_id: str, s: DB, p: Robots):
+        """The robot takes its next task: one it had taken and not finished (it restarted)
+        first, else the oldest queued one; 204 when there is none."""
+        own_robot(p, robot_id)
+        mine = select(RobotTask).where(RobotTask.robot_id == robot_id)
+        t = s.scalar(mine.where(RobotTask.state == "running").order_by(RobotTask.id)) or s.scalar(
+            mine.where(RobotTask.state == "queued").order_by(RobotTask.id).with_for_update(skip_locked=True))
+        if t is None:
+            from fastapi import Response
+
+            return Response(status_code=204)
+        t.state, t.started_at = "running", t.started_at or now()
+        s.commit()
+        return task_view(t)
+
+    @app.post("/api/robots/{robot_id}/tasks/{task_id}/result")
+    def task_result(robot_id: str, task_id: int, body: TaskResultIn, s: DB, p: Robots) -> dict:
+        own_robot(p, robot_id)
+        t = s.get(RobotTask, task_id)
+        if t is None or t.robot_id != robot_id:
+            raise bad("task_id", f"robot {robot_id} has no task {task_id}", 404)
+        if t.state in ("succeeded", "failed"):  # a re-sent report after a lost answer
+            return task_view(t)
+        t.state, t.result, t.error, t.finished_at = body.state, body.result, body.error, now()
+        s.commit()
+        return task_view(t)
+
+    # ------------------------------------------------------------------ site scene memory
+    def own_site(s: Session, p: Principal, site: str) -> None:
+        if p.role == "robot" and (p.robot_id is None or s.get(Robot, p.robot_id).site != site):
+            raise HTTPException(403, detail={"field": "site", "message": "a robot reads and writes only its own site's memory"})
+
+    @app.put("/api/sites/{site}/objects")
+    def see_objects(site: Annotated[str, PathParam(pattern=NAME)], body: SiteObjectsIn, s: DB, p: Robots) -> dict:
+        """A robot reports where it saw objects; a newer sighting replaces an older one."""
+        own_site(s, p, site)
+        rows = {o.name: o for o in s.scalars(select(SiteObject).where(
+            SiteObject.site == site, SiteObject.name.in_([o.name for o in body.objects])))}
+        for o in body.objects:
+            seen = o.seen_at or now()
+            row = rows.get(o.name)
+            if row is None:
+                row = rows[o.name] = SiteObject(site=site, name=o.name)
+                s.add(row)
+            elif _aware(row.seen_at) > _aware(seen):
+                continue  # an older report arriving late (a robot that was offline)
+            row.data = o.model_dump(exclude={"name", "seen_at"}, exclude_none=True)
+            row.robot_id, row.seen_at = p.robot_id, seen
+        try:
+            s.commit()
+        except IntegrityError:  # another robot of the site added the same object meanwhile
+            raise bad("objects", "another robot reported these objects at the same moment; send again", 409) from None
+        return {"site": site, "objects": len(body.objects)}
+
+    @app.get("/api/sites/{site}/objects")
+    def site_objects(site: Annotated[str, PathParam(pattern=NAME)], s: DB, p: Caller) -> dict:
+        own_site(s, p, site)
+        rows = s.scalars(select(SiteObject).where(SiteObject.site == site).order_by(SiteObject.name))
+        return {"site": site, "objects": [{"name": o.name, **o.data, "robot_id": o.robot_id,
+                                           "seen_at": _aware(o.seen_at).isoformat(), "age_s": age_s(o.seen_at)}
+                                          for o in rows]}
 
     # ------------------------------------------------------------------ jobs
     @app.post("/api/jobs", status_code=201)
@@ -485,7 +728,21 @@ def create_app(config: FleetConfig | None = None, sessions: sessionmaker[Session
     def jobs(s: DB, _: Readers) -> list[dict]:
         return [job_view(j) for j in s.scalars(select(Job).order_by(Job.id.desc()).limit(100))]
 
+    from embodia.serve.fleet.dashboard import add_dashboard  # here: it imports this module
+    add_dashboard(app, sessions, config)
     return app
+
+
+def task_view(t: RobotTask) -> dict[str, Any]:
+    return {"id": t.id, "robot_id": t.robot_id, "state": t.state, "params": t.params, "result": t.result,
+            "error": t.error, "created_at": _aware(t.created_at).isoformat(),
+            "started_at": _aware(t.started_at).isoformat() if t.started_at else None,
+            "finished_at": _aware(t.finished_at).isoformat() if t.finished_at else None}
+
+
+def _aware(t: datetime) -> datetime:
+    """SQLite hands back naive datetimes; they were written as UTC."""
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
 
 
 def job_view(j: Job) -> dict[str, Any]:
@@ -516,8 +773,6 @@ def _promoted(s: Session, embodiment: str) -> Skill | None:
 
 
 def _duplicate(s: Session, ds: Dataset, sha: str):
-    from fastapi.responses import JSONResponse
-
     u = s.scalar(select(Upload).where(Upload.dataset_id == ds.id, Upload.sha256 == sha))
     return JSONResponse({"dataset": ds.name, "sha256": sha, "duplicate": True, "episodes": u.episodes,
                          "frames": u.frames, "successes": u.successes}, status_code=200)

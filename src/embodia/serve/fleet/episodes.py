@@ -9,6 +9,7 @@ content hash, so a crash leaves nothing half stored and a re-send is recognised 
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tarfile
 from dataclasses import dataclass
@@ -46,6 +47,14 @@ def pack(root: Path, name: str | None = None) -> bytes:
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         tar.add(root, arcname=name or root.name)
     return buf.getvalue()
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def unpack(archive: Path, into: Path, max_bytes: int) -> Path:

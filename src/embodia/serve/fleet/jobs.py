@@ -27,54 +27,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from embodia.data.children import init_ray
 from embodia.serve.fleet import episodes as E
 from embodia.serve.fleet.models import Dataset, Job, Skill, Upload, now
 
 log = logging.getLogger("embodia.serve.fleet.jobs")
 MAX_ATTEMPTS = 3
 TAIL_CHARS = 4000
-
-
-# Ray's local servers (gcs_server, raylet) are children of the process that called ray.init,
-# but they keep running when it is killed. This watcher polls the service's pid and kills them
-# once it is gone (a normal stop shuts Ray down itself; the watcher then finds them gone).
-REAPER = """
-import os, signal, sys, time
-parent, pids = int(sys.argv[1]), [int(p) for p in sys.argv[2:]]
-while os.getppid() == parent:
-    time.sleep(0.5)
-kids = {}
-for d in os.listdir("/proc"):
-    try:
-        with open(f"/proc/{d}/stat") as f:
-            kids.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(int(d))
-    except (OSError, ValueError, IndexError):
-        pass
-todo, seen = list(pids), []
-while todo:  # the servers and what they started (agents, workers)
-    p = todo.pop()
-    seen.append(p)
-    todo += kids.get(p, [])
-for p in seen:
-    try:
-        with open(f"/proc/{p}/cmdline", "rb") as f:
-            if b"ray" in f.read():  # still Ray's, not a pid reused since
-                os.kill(p, signal.SIGKILL)
-    except OSError:
-        pass
-"""
-
-
-def _children() -> set[int]:
-    """Pids whose parent is this process (Linux /proc; elsewhere none)."""
-    me, out = os.getpid(), set()
-    for d in Path("/proc").glob("[0-9]*"):
-        try:
-            if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == me:
-                out.add(int(d.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    return out
 
 
 def embodia_cli() -> list[str]:
@@ -154,15 +113,8 @@ class JobRunner:
     def _ray(self):
         import ray
 
-        if not self._ray_ready:
-            if not ray.is_initialized():
-                before = _children()
-                ray.init(address=self.ray_address, include_dashboard=False, log_to_driver=False,
-                         **({} if self.ray_address else {"num_cpus": max(1, os.cpu_count() or 1)}))
-                started = sorted(_children() - before)
-                if started:  # a local instance: its servers must not outlive a killed service
-                    subprocess.Popen([sys.executable, "-c", REAPER, str(os.getpid()), *map(str, started)],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        if not self._ray_ready:  # a local instance's servers die with a killed service
+            init_ray(self.ray_address, max(1, os.cpu_count() or 1))
             self._ray_ready = True
         return ray
 

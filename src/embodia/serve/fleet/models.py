@@ -18,6 +18,7 @@ TIERS = ("real", "synthetic", "human")
 SKILL_STATES = ("candidate", "promoted", "retired")
 JOB_KINDS = ("train", "eval", "collect")
 JOB_STATES = ("queued", "running", "succeeded", "failed")
+TASK_STATES = JOB_STATES  # a robot's task goes through the same states as a job
 
 
 def now() -> datetime:
@@ -111,3 +112,32 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=now)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class RobotTask(Base):
+    """Work an operator queued for one robot: record `episodes` of a meta-skill with the skill
+    version the robot runs, label them and upload them to `dataset` (the data flywheel)."""
+
+    __tablename__ = "robot_tasks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    robot_id: Mapped[str] = mapped_column(ForeignKey("robots.id"), index=True)
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class SiteObject(Base):
+    """A site's shared scene memory: where a robot of that site last saw an object."""
+
+    __tablename__ = "site_objects"
+    __table_args__ = (UniqueConstraint("site", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(128))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)  # position, kind, colour, ...
+    robot_id: Mapped[str | None] = mapped_column(ForeignKey("robots.id"), default=None)
+    seen_at: Mapped[datetime] = mapped_column(default=now)
