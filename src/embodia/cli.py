@@ -923,6 +923,7 @@ def fleet_robot(
         _fail(f"--token-file {token_file}: {e if isinstance(e, OSError) else 'the file is empty'}")
     _check_writable("--spool", spool)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per request otherwise
     robot = FleetRobot(RobotConfig(server=server, token=token, embodiment=embodiment, name=name, site=site,
                                    spool=spool, cameras=camera_names(cameras), image_size=image_size, tier=tier,
                                    heartbeat_s=heartbeat_s, poll_s=poll_s, max_tasks=max_tasks))

@@ -1,11 +1,12 @@
 """The ops dashboard in headless Chromium (Playwright) against the real `embodia fleet serve`:
-three robots heartbeating, an upload, a train job, live updates, a robot going stale, a wrong
+three `embodia fleet robot` agents heartbeating, one recording and uploading a task, a train job, live updates, a robot going stale, a wrong
 token, and a service that stops while the page holds its stream open."""
 
 import hashlib
 import os
 import re
-import threading
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -13,11 +14,11 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from embodia.data.children import popen_kwargs
 from embodia.serve.fleet.app import FleetConfig, create_app
 from embodia.serve.fleet.dashboard import PAGE
 from embodia.serve.fleet.database import open_database
 from embodia.serve.fleet.tokens import create_token
-from tests.serve.fleet.test_app import episodes_archive
 from tests.serve.fleet.test_crash import call, free_port, serve, token
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's (scripts/install_system_deps.sh); never `playwright install`
@@ -26,23 +27,20 @@ CHROMIUM = "/usr/bin/chromium"  # Debian's (scripts/install_system_deps.sh); nev
 SHOT = os.environ.get("FLEET_DASHBOARD_SCREENSHOT")
 
 
-class Robot(threading.Thread):
-    """A simulated robot: registers, then heartbeats once a second until stopped."""
+def robot_agent(port, tok, name, tmp_path):
+    """A simulated robot: `embodia fleet robot` (registers, heartbeats, runs queued tasks)."""
+    (tmp_path / f"{name}.token").write_text(tok + "\n")
+    log = (tmp_path / f"{name}.log").open("w")
+    return subprocess.Popen([sys.executable, "-m", "embodia.cli", "fleet", "robot", "--server", f"http://127.0.0.1:{port}",
+                             "--token-file", str(tmp_path / f"{name}.token"), "--name", name, "--site", "lab",
+                             "--spool", str(tmp_path / f"spool-{name}"), "--cameras", "none", "--poll-s", "0.5"],
+                            stdout=log, stderr=subprocess.STDOUT, **popen_kwargs())
 
-    def __init__(self, port, tok, name):
-        super().__init__(daemon=True, name=name)
-        self.port, self.tok, self.robot_name = port, tok, name
-        self.stop, self.registered, self.id = threading.Event(), threading.Event(), None
 
-    def run(self):
-        status, r = call(self.port, self.tok, "POST", "/api/robots",
-                         {"name": self.robot_name, "embodiment": "arm7", "software_version": "0.1.0", "site": "lab"})
-        assert status == 201, r
-        self.id = r["id"]
-        self.registered.set()
-        while not self.stop.is_set():
-            call(self.port, self.tok, "POST", f"/api/robots/{self.id}/heartbeat", {"status": "idle"})
-            self.stop.wait(1.0)
+def stop(agent):
+    if agent.poll() is None:
+        agent.terminate()
+        agent.wait(30)
 
 
 def events_status(port, tok):
@@ -107,9 +105,22 @@ def test_dashboard_live_in_chromium(tmp_path):
     db, data, port = f"sqlite:///{tmp_path / 'fleet.db'}", tmp_path / "data", free_port()
     op, viewer, robot_tokens = token(db, "operator"), token(db, "viewer"), [token(db, "robot") for _ in range(3)]
     service = serve(db, data, port)
-    robots = [Robot(port, t, f"arm-{i}") for i, t in enumerate(robot_tokens)]
+    robots = []
     try:
-        # two evaluated versions for the plot; the first promoted, so robots register onto it
+        robots = [robot_agent(port, t, f"arm-{i}", tmp_path) for i, t in enumerate(robot_tokens)]
+        listed = until("3 robots registered", lambda: len(r := call(port, op, "GET", "/api/robots")[1]) == 3 and r, 90)
+        arm0 = next(r["id"] for r in listed if r["name"] == "arm-0")
+        # the flywheel: arm-0 records two episodes and uploads them (resumably)
+        status, task = call(port, op, "POST", f"/api/robots/{arm0}/tasks",
+                            {"skill": "pick", "episodes": 2, "seed_start": 0, "dataset": "pick_fleet"})
+        assert status == 201, task
+        try:
+            until("arm-0's upload", lambda: call(port, op, "GET", f"/api/robots/{arm0}/tasks")[1][0]["state"]
+                  == "succeeded", 120)
+        except AssertionError:
+            raise AssertionError((tmp_path / "arm-0.log").read_text()[-3000:]) from None
+
+        # two evaluated versions for the plot; the first promoted: every robot is put on it
         for name, rate in (("pick-v1", 0.4), ("pick-v2", 0.7)):
             status, k = call(port, op, "POST", "/api/skills", {"name": name, "embodiment": "arm7", "head": "flow",
                                                                "checkpoint_hash": hashlib.sha256(name.encode()).hexdigest(),
@@ -117,14 +128,6 @@ def test_dashboard_live_in_chromium(tmp_path):
             assert status == 201, k
             if name == "pick-v1":
                 assert call(port, op, "POST", f"/api/skills/{k['id']}/promote")[0] == 200
-        for r in robots:
-            r.start()
-        assert all(r.registered.wait(30) for r in robots)
-        body = episodes_archive(tmp_path)
-        status, up = call(port, robot_tokens[0], "POST", "/api/datasets/pick_real/episodes", body,
-                          {"X-Content-SHA256": hashlib.sha256(body).hexdigest()})
-        assert status == 201 and up["episodes"] == 2, up
-
         # the stream: a reader's token only, checked before it starts
         assert events_status(port, "nope")[0] == 401
         assert events_status(port, robot_tokens[0])[0] == 403
@@ -152,11 +155,11 @@ def test_dashboard_live_in_chromium(tmp_path):
             expect(conn).to_have_text("live")
             assert page.evaluate("sessionStorage.getItem('embodia.fleet.token')") == viewer
             status, job = call(port, op, "POST", "/api/jobs", {"job": {
-                "kind": "train", "name": "pick-v3", "datasets": ["pick_real"],
+                "kind": "train", "name": "pick-v3", "datasets": ["pick_fleet"],
                 # 1000 steps: training reports progress every 250 (its val_every), ~10 s here
                 "max_steps": 1000, "batch_size": 2, "max_minutes": 5}})
             assert status == 201, job
-            robots[2].stop.set()  # its heartbeats stop: stale after the service's 10 s
+            stop(robots[2])  # its heartbeats stop: stale after the service's 10 s
 
             # three robots, idle, on the promoted version, their heartbeat ages moving
             cells = until("3 idle robots", lambda: (c := robot_cells(page)) and len(c) == 3
@@ -194,9 +197,9 @@ def test_dashboard_live_in_chromium(tmp_path):
             assert page.locator("[data-testid=plot-point]").count() == 2
             assert page.locator("[data-testid=plot-line]").count() == 1
             assert texts(page, "[data-testid=legend-item]") == ["arm7"]
-            ds = page.locator("[data-testid=dataset-row][data-dataset=pick_real]")
+            ds = page.locator("[data-testid=dataset-row][data-dataset=pick_fleet]")
             assert ds.locator("[data-testid=dataset-episodes]").text_content() == "2"
-            assert ds.locator("[data-testid=dataset-tier]").text_content() == "real"
+            assert ds.locator("[data-testid=dataset-tier]").text_content() == "synthetic"  # a simulated robot's
 
             # the robot without heartbeats turns stale, its age growing; the others stay idle
             until("arm-2 stale", lambda: robot_cells(page)["arm-2"][0] == "stale", 30)
@@ -209,14 +212,14 @@ def test_dashboard_live_in_chromium(tmp_path):
 
             # the service stops while the page's stream is open: it must not wait on it
             for r in robots:
-                r.stop.set()
+                stop(r)
             service.terminate()
             service.wait(30)  # uvicorn alone would wait for the stream to end
             expect(conn).to_have_text(re.compile(r"^disconnected, retrying in \d+ s"))
             browser.close()
     finally:
         for r in robots:
-            r.stop.set()
+            stop(r)
         if service.poll() is None:
             service.terminate()
             service.wait(30)
