@@ -128,6 +128,7 @@ def sample_start(sim: Simulation, skill: str, rng: np.random.Generator, arm: str
             layout.drawer_open = rng.uniform(0.13, 0.16) if skill == "place" else rng.uniform(0.12, 0.16)
         elif skill == "open_drawer":
             layout.drawer_open = rng.uniform(0.0, 0.015)
+        mujoco.mj_resetData(sim.model, sim.data)  # nothing of an earlier episode (warm starts, time) carries over
         sim.reset_robot()
         sim.apply_layout(layout)
         random_arm_pose(sim, arm, rng)

@@ -4,11 +4,9 @@ Each actor builds its own envs and its own agent from picklable specs (a learned
 loaded from its checkpoint folder once per actor, never pickled) and runs one episode at a
 time; the driver hands the next seed to whichever actor finishes first. Every episode is
 seeded (the env from its seed, a policy's sampling from seed + POLICY_SEED_OFFSET), so the
-results, put back in seed order, are the in-process path's, and so are the summaries. One
-caveat: `TabletopEnv.reset` does not clear all of MuJoCo's state, so an env carries ~1e-7 of
-float state from the seeds it ran before into the next; in process one env runs all of a
-run's seeds, an actor only some, and rarely an episode ends a step apart (the scripted
-experts: 1 of 90 episodes, seeds 0..14 of every skill). An actor encodes its episode's
+results, put back in seed order, are the in-process path's, and so are the summaries (each
+start state begins from `mj_resetData`, so nothing of the seeds an env ran before carries
+into the next: benchmarks/eval_workers.py checks seed by seed). An actor encodes its episode's
 video and sends the bytes back; the driver writes them where `--video` says (so a
 cluster's videos land here too).
 
