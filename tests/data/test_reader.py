@@ -235,6 +235,17 @@ def to_lerobot_style(src: Path, dst: Path) -> Path:
 
 
 def reencode_av1(mp4: Path) -> None:
+    """AV1 as LeRobot writes it (SVT-AV1). SVT-AV1 puts the calling thread under SCHED_FIFO 99
+    when it may (as root): every process this test session starts after would inherit it, and
+    one busy child then starves the machine. The policy is put back afterwards."""
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    try:
+        _reencode_av1(mp4)
+    finally:
+        os.sched_setscheduler(0, policy, param)
+
+
+def _reencode_av1(mp4: Path) -> None:
     tmp = mp4.with_name("av1.mp4")
     with av.open(str(mp4)) as src, av.open(str(tmp), "w", format="mp4") as out:
         s_in = src.streams.video[0]
