@@ -263,7 +263,7 @@ def test_service_refuses_an_unverifiable_llm_plan_unless_started_to_accept_it(tm
     try:
         url = f"http://127.0.0.1:{int(proc.stdout.readline())}/v1"
         grounder = make_planner("symbolic").parser.grounder
-        unreadable = "relocate the red cube into the bowl"
+        unreadable = "zorble the red cube into the bowl"  # no verb the grammar knows or reads by meaning
         with BrainService(LLMPlanner(base_url=url, model="tiny", grounder=grounder), API_KEY,
                           BrainServiceConfig(port=0)) as svc:
             with pytest.raises(Refusal) as e:
