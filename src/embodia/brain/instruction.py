@@ -24,7 +24,7 @@ VERBS: tuple[tuple[str, str], ...] = (
     ("build a tower with", "tower"), ("build a tower out of", "tower"), ("build a tower from", "tower"),
     ("build a tower using", "tower"), ("make a tower with", "tower"), ("make a tower of", "tower"),
     ("make a stack of", "tower"), ("make a stack with", "tower"),
-    ("lift up", "pick"), ("pick out", "pick"), ("get hold of", "pick"), ("pick up", "pick"), ("pick", "pick"), ("grab", "pick"), ("lift", "pick"),
+    ("lift up", "pick"), ("hold onto", "pick"), ("hold on to", "pick"), ("pick out", "pick"), ("get hold of", "pick"), ("pick up", "pick"), ("pick", "pick"), ("grab", "pick"), ("lift", "pick"),
     ("take", "pick"), ("grasp", "pick"), ("hold", "pick"), ("raise", "pick"), ("fetch", "pick"),
     ("get", "pick"), ("snatch", "pick"), ("seize", "pick"), ("grip", "pick"), ("clutch", "pick"),
     ("hoist", "pick"), ("elevate", "pick"), ("collect", "pick"), ("retrieve", "pick"),
@@ -44,18 +44,18 @@ VERBS: tuple[tuple[str, str], ...] = (
     ("clean", "clear"), ("empty", "empty"),
 )
 POLITE = re.compile(r"^(?:(?:please|pls|plz|kindly|hey|ok|okay|could you|can you|would you mind|"
-                    r"would you|will you|mind|i want you to|i need you to|i'd like you to|"
+                    r"would you|will you|can u|could u|would u|will u|mind|i want you to|i need you to|i'd like you to|"
                     r"i would like you to|go ahead and|now|first|firstly|also|"
                     r"robot|and|then|just|you should|try to)\b\s*)+")
 TRAILING = re.compile(r"(?:\s+(?:please|pls|plz|for me|now|as well|too|again|thanks|thank you|also|after it|"
-                      r"after that|first|at the end|in the end|if you can|if possible|when you can|instead|"
+                      r"after that|after|afterwards|first|at the end|in the end|if you can|if possible|when you can|instead|"
                       r"is how i want it|that's how i want it|is what i want|like that))+$")
 # chunks that say nothing to do: the choice is left to the robot, or the request is summed up
-FILLER = re.compile(r"^(?:i don't care which(?: ones?| two| three)?|i do not care which(?: ones?)?|"
+FILLER = re.compile(r"^(?:i (?:don't|do not) care which(?: [\w' ]+)?|"
                     r"(?:it )?doesn't matter which(?: ones?)?|(?:it )?does not matter which(?: ones?)?|"
                     r"no matter which(?: ones?)?|(?:any|whichever) (?:one|two|three|ones|order)(?: is fine| will do| you like)?|"
                     r"(?:in )?any order(?: is fine| will do)?|either way|whichever|"
-                    r"that's (?:the goal|what i'm after|what i want|it|all)|that is (?:the goal|all|it)|"
+                    r"that's (?:the goal|what i'm after|what i'm|what i want|it|all)|that is (?:the goal|all|it)|"
                     r"yo|hey there|go ahead|whatever|if you can|if you could|if possible|counting from (?:the )?(?:left|right)(?: to (?:the )?(?:left|right))?)$")
 DONE = ("once that's done", "once that is done", "when that's done", "when that is done",
         "after that's done", "once you're done", "when you're done", "once you're finished",
@@ -68,7 +68,7 @@ SPLIT = re.compile(r"\s*(,\s*and then|,\s*then|,\s*and|and then|and finally|afte
                    r"(?:and )?\blast\b(?=\s+(?:the|put|place|stack|push|drop|open|close)\b)|"
                    r"\band\b|[,.;])\s*")
 # "do the same with the green one": the last sequenced part again, with another object
-SAME = re.compile(r"^(?:do |repeat )?(?:the same|that|this|it|the same thing)(?: again)?\s+"
+SAME = re.compile(r"^(?:do |repeat )?(?:the same|same|that|this|it|the same thing)(?: again)?\s+"
                   r"(?:with|for|to|using|on)\s+(?P<x>.+)$")
 DEST_PREPS = r"on top of|inside of|inside|into|in to|onto|on|in|atop|over to|over|to|at|toward|towards"
 DEST = re.compile(rf"\b({DEST_PREPS})\b")
@@ -103,12 +103,27 @@ class Goals:
 
 # wordings whose parts the clause grammar reads once they are put in its order
 REWRITES = [(re.compile(p), r) for p, r in (
+    (r"^(.+?) shut away in (?:the )?drawer\b", r"\1 in the drawer, with the drawer shut"),
+    (r"^(.+?),? after you (.+)$", r"\2, then \1"),  # "nudge X into the zone after you put Y in the bowl"
+    (r" than (?:on|in) (?:the )?\w+\b", ""),  # "I'd rather have it in the bowl than on the plate"
+    (r" (?:out of|off(?: of)?) (?:the )?\w+,? and (in|into|on|onto|inside) ", r" \1 "),  # "out of the drawer and in the bowl"
     # "every cube that isn't in the bowl yet should go in the bowl": those already there cost nothing
     (r" (?:that|which) (?:isn't|is not|aren't|are not) (?:already |yet )?(?:in|on) (the \w+)(?: yet| already)?\b(?=.*\b\1\b)", ""),
+    # "the cube that isn't on the plate": every one but those there
+    (r"\b(the|every|each|all the) (cubes?|blocks?|ones?) (?:that|which) (?:isn't|is not|aren't|are not) "
+     r"((?:in|on) (?:the )?\w+)", r"\1 \2 except the ones \3"),
+    (r"\b(the \w+ (?:one|cube|block)) with (?:it|them)\b", r"\1 too"),
+    # "except red and blue": one exception list, not a second clause
+    (r"\b(except(?: for)?|but not|other than|apart from|excluding) ((?:the )?\w+(?: one| cube| block)?) and "
+     r"((?:the )?\w+(?: ones?| cubes?| blocks?)?)\b", r"\1 \2 or \3"),  # "..., and the yellow one with it"
+    (r"\b(?:either|one|any) of the other (?:two|ones|cubes|blocks)\b", "a cube"),
+    (r"\b(?:takes|take|gets|get) (?:its|their|that|the) (?:spot|place) (on|in)\b", r"goes \1"),
+    (r"\b(?:further|farther|more) to the (left|right)\b", r"on the \1"),
+    (r"^i don't mind which$|,? i don't mind which\b", ""),
     # "the red cube in the drawer, with the drawer shut": the drawer's state is a goal of its own
     (r",? with (the drawer|it) (?:left |being |kept )?(open|opened|closed|shut)\b", r", and the drawer \2"),
     # "the drawer open with the red cube in it"
-    (r"\b(the drawer) (?:left |being |kept )?(open|opened|closed|shut) with (.+?) (?:in it|inside|in there)\b",
+    (r"\b(the drawer) (?:left |being |kept )?(open|opened|closed|shut)(?: at the end)?,? with (.+?) (?:in it|inside|in there)\b",
      r"\1 \2, and put \3 in the drawer"),
     (r"\b(?:the |that )?(cube|block|one)s? (?:that's |that is |which is )?on the (?:far |very )?(left|right)"
      r"(?: side| end| hand side)?\b", r"the \2most \1"),
@@ -299,6 +314,9 @@ def parse_clauses(text: str, verbs: VerbMapper | None = None, notes: list[str] |
         if verb == "put" and chunk.startswith("put away"):
             particles.add("away")
         objects, dest = _dest(verb, rest)
+        if verb == "open" and re.match(r"(?:pull|yank|draw)\b", chunk) and not re.match(
+                r"(?:(?:the|that|this|its) )?(?:brown |wooden )?(?:drawer|cabinet|it)\b|(?:open|out)?$", rest):
+            verb = "pick"  # "pull the green cube out of the bowl": the cube, not a drawer
         if verb == "pick" and particles & {"in there", "there", "in it", "inside"}:
             verb = "put"  # "get the red cube in there": carried, not just held
         if inherited and dest is None and not new and verb != "open" and verb != "close":
@@ -532,7 +550,10 @@ class InstructionParser:
             notes.append(f"tower, bottom to top: {', '.join(order)}")
             return [lit("on", up, down) for down, up in zip(order, order[1:], strict=False)]
         if c.verb == "stack" and c.dest is not None:
-            parts = [p for p in re.split(rf"\s*\b(?:{DEST_PREPS})\b\s*", c.dest) if p]
+            parts = [p for p in re.split(r"\s*\b(?:on top of|onto|on|atop)\b\s*(?!the (?:left|right)\b)", c.dest) if p]
+            if re.search(r"\b(?:that's|that is|which is)\b", c.dest):  # "on the cube that's on the table"
+                parts = [c.dest]
+            parts = [re.sub(r"\bone$", "cube", p) for p in parts]  # "on the rightmost one": a cube
             chain = [objects] + [g(p, "place") for p in parts]
             goals = []
             for upper, lower in zip(chain, chain[1:], strict=False):
@@ -555,7 +576,7 @@ class InstructionParser:
                 raise Refusal("impossible", c.objects, "I hold one cube at a time "
                               f"(asked for {', '.join(state.describe(o) for o in objects)})")
             return [lit("held", objects[0])]
-        below = self._cube_below(mentions, objects, c, state) if c.dest in ("it", "them") else None
+        below = self._cube_below(mentions, objects, c, state) if c.dest in ("it", "them", "both") else None
         if below is not None:  # "..., then put the green one on top of it": the cube moved last
             return [self._on(state, o, below, c) for o in objects]
         if c.dest in ("it", "there", "them"):
@@ -589,7 +610,7 @@ class InstructionParser:
     @staticmethod
     def _cube_below(mentions: list, objects: list[str], c: Clause, state: State) -> str | None:
         """"on top of it/them" after a cube was moved: that cube (the top of what was built)."""
-        if not re.search(r"\b(?:on top of|onto|on|atop) (?:it|them)\b", c.text):
+        if not re.search(r"\b(?:on top of|onto|on|atop) (?:it|them|both)\b", c.text):
             return None
         for role, names in reversed(mentions):
             if role == "object" and len(names) == 1 and state.cls(names[0]) == "cube" and names[0] not in objects:
@@ -655,7 +676,11 @@ def _drawer_words(c: Clause) -> bool:
 def _conjuncts(text: str) -> list[str]:
     """'the red cube and the blue cube' -> both phrases ('the red and blue cubes' stays whole
     when a part has no noun: 'the red' borrows the noun of the last part)."""
-    parts = [p.strip() for p in re.split(r"\s*(?:,\s*and|,|\band\b)\s*", text) if p.strip()]
+    x = re.search(r"\b(?:except(?: for)?|but not|other than|apart from|aside from|excluding|save for)\b", text)
+    head, tail = (text[: x.start()], text[x.start():]) if x else (text, "")  # "except red and blue" stays one
+    parts = [p.strip() for p in re.split(r"\s*(?:,\s*and|,|\band\b)\s*", head) if p.strip()]
+    if tail and parts:
+        parts[-1] = f"{parts[-1]} {tail}"
     return parts or [text]
 
 

@@ -31,6 +31,10 @@ BE = (r"(?P<be>(?:should|must|needs to|has to|is to|ought to|will|to)?\s*"
       r"(?:placed|put|sitting|lying|resting|stored|kept|stacked|set|left)?)")
 PLACE_PREP = r"inside of|inside|into|in|on top of|onto|on|atop"
 WHERE = re.compile(rf"^(?P<x>.+?)\s+{BE}\s*\b(?P<p>{PLACE_PREP})\b\s+(?P<y>.+)$")
+GOES_IN = re.compile(r"^(?P<x>.+?) (?:goes|go|should go|can go) (?:in|inside|in there)$")
+# with a verb of motion the place follows it: "every cube on the table goes in the bowl"
+WHERE_GOES = re.compile(rf"^(?P<x>.+?)\s+(?P<be>(?:should |must |needs to |has to |can |could |will )?"
+                        rf"(?:goes|go|belongs|belong|end up|ends up))\s+\b(?P<p>{PLACE_PREP})\b\s+(?P<y>.+)$")
 HOLDS = re.compile(r"^(?P<y>.+?)\s+(?:should|must|needs to|has to|is to|ought to|to)?\s*"
                    r"(?:end up with|end up holding|end up containing|contain|hold|have|get)\s+(?P<x>.+?)"
                    r"(?:\s+(?:on it|in it|inside|inside it|on top))?$")
@@ -63,7 +67,10 @@ def outcome_command(chunk: str, known_verb: bool, first: bool) -> str | None:
     if m and any(w in m["y"].split() for w in ("bowl", "plate", "drawer")):
         prep = "in" if any(w in m["y"].split() for w in CONTAINED_IN) else "on"
         return f"put {m['x']} {prep} {m['y']}"
-    m = WHERE.match(wanted)
+    m = GOES_IN.match(wanted)
+    if m and m["x"].split()[0] in PHRASE_START:  # "blue cube goes in": into the place named before
+        return f"put {m['x']} in it"
+    m = WHERE_GOES.match(wanted) or WHERE.match(wanted)
     if m and (explicit or m["be"].strip() or first) and m["x"].split()[0] in PHRASE_START:
         return f"put {m['x']} {m['p']} {m['y']}"
     return None
