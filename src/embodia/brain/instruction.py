@@ -54,7 +54,8 @@ TRAILING = re.compile(r"(?:\s+(?:please|pls|plz|for me|now|as well|too|again|tha
 FILLER = re.compile(r"^(?:i (?:don't|do not) care which(?: [\w' ]+)?|"
                     r"(?:it )?doesn't matter which(?: ones?)?|(?:it )?does not matter which(?: ones?)?|"
                     r"no matter which(?: ones?)?|(?:any|whichever) (?:one|two|three|ones|order)(?: is fine| will do| you like)?|"
-                    r"(?:in )?any order(?: is fine| will do)?|either way|whichever|"
+                    r"(?:in )?any order(?: is fine| will do)?|either way(?: up| round| around)?|whichever|"
+                    r"(?:the )?order (?:doesn't|does not) matter|"
                     r"that's (?:the goal|what i'm after|what i'm|what i want|it|all)|that is (?:the goal|all|it)|"
                     r"yo|hey there|go ahead|whatever|if you can|if you could|if possible|counting from (?:the )?(?:left|right)(?: to (?:the )?(?:left|right))?)$")
 DONE = ("once that's done", "once that is done", "when that's done", "when that is done",
@@ -118,7 +119,12 @@ REWRITES = [(re.compile(p), r) for p, r in (
      r"((?:the )?\w+(?: ones?| cubes?| blocks?)?)\b", r"\1 \2 or \3"),  # "..., and the yellow one with it"
     (r"\b(?:either|one|any) of the other (?:two|ones|cubes|blocks)\b", "a cube"),
     (r"\b(?:takes|take|gets|get) (?:its|their|that|the) (?:spot|place) (on|in)\b", r"goes \1"),
-    (r"\b(?:further|farther|more) to the (left|right)\b", r"on the \1"),
+    (r"\b(?:furthest|farthest|further|farther|most|more) to the (left|right)\b", r"\1most"),
+    (r"\b(?:stack|pile|put|make)( .+?) (?:into|in|as) (?:one|a|a single) (?:tower|stack|pile)(?=$|,)", r"stack\1"),
+    (r"^(?:i want |i'd like )?(?:all|both) (?:(?:two|three|four) )?(?:of )?(?:them |the cubes |cubes |blocks )?"
+     r"(?:stacked(?: up)? )?(?:in|into|as) (?:one|a single|a) (?:tower|stack|pile)(?=$|,)", "stack all the cubes"),
+    (r"\b(all|both) (?:two|three|four) (cubes|blocks)\b", r"all the \2"),
+    (r"\bany (two|three) of the\b", r"\1 of the"), (r"\bany (two|three) (cubes|blocks)\b", r"\1 \2"),
     (r"^i don't mind which$|,? i don't mind which\b", ""),
     # "the red cube in the drawer, with the drawer shut": the drawer's state is a goal of its own
     (r",? with (the drawer|it) (?:left |being |kept )?(open|opened|closed|shut)\b", r", and the drawer \2"),
@@ -567,6 +573,9 @@ class InstructionParser:
             if "away" in c.particles:
                 return [lit("stowed", o) for o in objects]
             if c.verb == "put":
+                below = self._cube_below(mentions, objects, c, state) if c.particles & {"on it", "on top"} else None
+                if below is not None:  # "stack red on blue, then put the green cube on it"
+                    return [self._on(state, o, below, c) for o in objects]
                 if c.particles & {"inside", "in", "in there", "there", "in it", "on it", "on top"}:
                     dest = self._last_place(mentions, c, state)
                     return [self._to(state, o, dest, c) for o in objects]
@@ -610,7 +619,7 @@ class InstructionParser:
     @staticmethod
     def _cube_below(mentions: list, objects: list[str], c: Clause, state: State) -> str | None:
         """"on top of it/them" after a cube was moved: that cube (the top of what was built)."""
-        if not re.search(r"\b(?:on top of|onto|on|atop) (?:it|them|both)\b", c.text):
+        if not re.search(r"\b(?:on top of|onto|on|atop) (?:it|them|both)\b|\bon top$", c.text):
             return None
         for role, names in reversed(mentions):
             if role == "object" and len(names) == 1 and state.cls(names[0]) == "cube" and names[0] not in objects:
@@ -621,6 +630,10 @@ class InstructionParser:
         for _, names in reversed(mentions):
             if len(names) == 1 and state.cls(names[0]) in ("bowl", "plate", "drawer"):
                 return names[0]
+        named = [n for n in state.objects if state.cls(n) in ("bowl", "plate", "drawer")
+                 and re.search(rf"\b{state.cls(n)}\b", c.objects or "")]
+        if len(named) == 1:  # "move the cube closest to the drawer into it"
+            return named[0]
         raise Refusal("unknown", c.text, "put it where? no container was mentioned",
                       self.grounder.present(state))
 

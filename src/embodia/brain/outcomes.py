@@ -15,7 +15,9 @@ import re
 
 from embodia.brain.grounding import COLOURS, INDEFINITE, PRONOUNS, SELECTORS, SHADES, UNIVERSAL
 
-WANT = re.compile(r"^(?:(?:by|at|in) the end,?\s+|(?:final|end|goal|target) state:?\s+|"
+WANT = re.compile(r"^(?:(?:by|at|in) the end,?\s+|(?:final|end|goal|target) (?:state|result):?\s+|result:\s+|"
+                  r"what i (?:want|need|'d like):\s+|what i(?:'m| am) after is\s+|i(?:'d| would) like to see\s+|"
+                  r"i want to see\s+|"
                   r"what i (?:really |actually )?(?:want|need) is\s+|"
                   r"(?:i|we)(?:'d| would)? (?:like|want|need) to end up with\s+)?"
                   r"(?:(?:i want|i'd like|i would like|i need|we want|we need|we'd like|let's have|"
@@ -83,7 +85,7 @@ TOWER = re.compile(r"^(?:let's |please )?(?:make|build|create) (?:me )?(?:a |an 
 
 
 BOTTOM = re.compile(r"^(?:.*(?::|\bwith|\bwant|\blike|\bhave|\btower|\bstack|\bpile)(?: please)?,?\s+)?(?P<bottom>[^,:]+?) "
-                    r"(?:at|on|goes at|goes on|is at|on the) (?:the )?bottom,?\s*(?P<rest>.+)$")
+                    r"(?:at|on|goes at|goes on|is at|on the) (?:the )?(?:bottom|base),?\s*(?P<rest>.+)$")
 TOP = re.compile(r"^(?P<levels>.*?)\s*(?P<top>(?:(?! and | then )[^,])+?) (?:on top|at the top|goes on top|is on top|at the very top)"
                  r"(?: of (?:it|that|them|those|the rest))?$")
 LEVEL_SPLIT = re.compile(r"\s*(?:,\s*(?:and\s+)?(?:then\s+)?|\s+and\s+(?:then\s+)?|\s+then\s+)\s*")
