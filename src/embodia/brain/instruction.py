@@ -23,7 +23,7 @@ from embodia.brain.verbs import VerbMapper
 VERBS: tuple[tuple[str, str], ...] = (
     ("build a tower with", "tower"), ("build a tower out of", "tower"), ("build a tower from", "tower"),
     ("build a tower using", "tower"), ("make a tower with", "tower"), ("make a tower of", "tower"),
-    ("make a stack of", "tower"), ("make a stack with", "tower"),
+    ("make a stack of", "tower"), ("make a stack with", "tower"), ("make a pile of", "tower"),
     ("lift up", "pick"), ("hold onto", "pick"), ("hold on to", "pick"), ("pick out", "pick"), ("get hold of", "pick"), ("pick up", "pick"), ("pick", "pick"), ("grab", "pick"), ("lift", "pick"),
     ("take", "pick"), ("grasp", "pick"), ("hold", "pick"), ("raise", "pick"), ("fetch", "pick"),
     ("get", "pick"), ("snatch", "pick"), ("seize", "pick"), ("grip", "pick"), ("clutch", "pick"),
@@ -119,7 +119,9 @@ REWRITES = [(re.compile(p), r) for p, r in (
      r"((?:the )?\w+(?: ones?| cubes?| blocks?)?)\b", r"\1 \2 or \3"),  # "..., and the yellow one with it"
     (r"\b(?:either|one|any) of the other (?:two|ones|cubes|blocks)\b", "a cube"),
     (r"\b(?:takes|take|gets|get) (?:its|their|that|the) (?:spot|place) (on|in)\b", r"goes \1"),
-    (r"\b(?:furthest|farthest|further|farther|most|more) to the (left|right)\b", r"\1most"),
+    (r"\b(?:furthest|farthest|further|farther|most|more) (?:to the )?(left|right)\b", r"\1most"),
+    (r"^(?:i'd like|i want|i would like|let's have) (?:a|one) (stack|tower|pile) (of|with|from)\b", r"make a \1 \2"),
+    (r"\byour (cube|block|one)\b", r"the held \1"),
     (r"\b(?:stack|pile|put|make)( .+?) (?:into|in|as) (?:one|a|a single) (?:tower|stack|pile)(?=$|,)", r"stack\1"),
     (r"^(?:i want |i'd like )?(?:all|both) (?:(?:two|three|four) )?(?:of )?(?:them |the cubes |cubes |blocks )?"
      r"(?:stacked(?: up)? )?(?:in|into|as) (?:one|a single|a) (?:tower|stack|pile)(?=$|,)", "stack all the cubes"),
@@ -240,6 +242,8 @@ def _dest(verb: str, rest: str) -> tuple[str, str | None]:
     rel = re.search(r"\b(?:that's|that is|which is|that are|which are)\b", rest)
     if rel is not None and any(x.start() < rel.start() for x in matches):  # "on the cube that's on the table"
         matches = [x for x in matches if x.start() < rel.start()]
+    elif rel is not None:  # "the cube that's on the plate on the green one": the clause's own place comes first
+        matches = [x for x in matches if x.start() > rel.end()][1:] or matches
     if not matches or verb in ("open", "close", "clear", "empty"):
         return rest, None
     onto = [x for x in matches if x.group(1) in ("onto", "on top of", "atop")] or [
@@ -334,7 +338,8 @@ def parse_clauses(text: str, verbs: VerbMapper | None = None, notes: list[str] |
             dest, particles = clauses[-1].dest, particles | clauses[-1].particles
         clauses.append(Clause(verb, objects, dest, particles, chunk, new, inherited))
     for a, b in zip(clauses, clauses[1:], strict=False):  # "put the red and the blue cube in the bowl"
-        if a.dest is None and b.inherited and b.dest is not None and a.verb in ("put", "stack"):
+        if (a.dest is None and b.inherited and b.dest is not None and a.verb in ("put", "stack")
+                and not a.particles & {"in it", "inside", "in there", "there", "on it", "on top"}):
             a.dest = b.dest
     return _fold_picks(clauses)
 
@@ -358,7 +363,8 @@ def _topics(chunks: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
             verb, rest = _verb(nxt)
             if (verb not in (None, "open", "close") and TOPIC_PRONOUN.search(rest)
                     and chunk.split()[0] in PHRASE_START | {"whichever"}):
-                out.append((nxt[: len(nxt) - len(rest)] + TOPIC_PRONOUN.sub(chunk, rest, count=1), new or nxt_new))
+                topic = re.sub(r"^((?:the|that) (?:\w+ )?(?:cube|block|one)) (on|in|inside) ", r"\1 that's \2 ", chunk)
+                out.append((nxt[: len(nxt) - len(rest)] + TOPIC_PRONOUN.sub(topic, rest, count=1), new or nxt_new))
                 i += 2
                 continue
         out.append((chunk, new))
@@ -678,6 +684,12 @@ def _one_on_the_plate(segments: list[list[Literal]], state: State) -> None:
                                   f"{state.describe(there[0])} is on it; say where the "
                                   f"{state.describe(there[0])} should go first")
         on_plate |= {g.fact.args[0] for g in seg if g.positive and g.fact.name == "on" and g.fact.args[1] == "plate"}
+    for seg in segments:  # nothing is stacked onto a cube inside the drawer; moving it out is not asked
+        for g in seg:
+            base = g.fact.args[1] if g.positive and g.fact.name == "on" and len(g.fact.args) == 2 else None
+            if base in state.support and state.base(base) == "drawer" and base not in elsewhere:
+                raise Refusal("impossible", state.describe(base), f"the {state.describe(base)} is inside the "
+                              "drawer, and nothing can be stacked on a cube in the drawer")
 
 
 def _drawer_words(c: Clause) -> bool:

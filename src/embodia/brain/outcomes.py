@@ -23,7 +23,7 @@ WANT = re.compile(r"^(?:(?:by|at|in) the end,?\s+|(?:final|end|goal|target) (?:s
                   r"(?:(?:i want|i'd like|i would like|i need|we want|we need|we'd like|let's have|"
                   r"i'd rather have|i would rather have|i'd prefer|i would prefer|"
                   r"make sure|ensure|see that|see to it that|check that)\s+(?:that\s+)?)?")
-KEEP_DRAWER = re.compile(r"^(?:leave|keep|have|get)\s+(?P<d>(?:the |that )?drawer)\s+"
+KEEP_DRAWER = re.compile(r"^(?:leave|keep|have|get)\s+(?P<d>(?:the |that )?drawer|it)\s+"
                          r"(?P<s>open|opened|closed|shut)$")
 DRAWER_STATE = re.compile(r"^(?P<d>(?:the |that )?drawer)\s+(?:should|must|needs to|has to|is to|"
                           r"ought to)?\s*(?:be|end up|stay|remain|is|to be|left|kept)?\s*"
@@ -87,7 +87,7 @@ TOWER = re.compile(r"^(?:let's |please )?(?:make|build|create) (?:me )?(?:a |an 
 BOTTOM = re.compile(r"^(?:.*(?::|\bwith|\bwant|\blike|\bhave|\btower|\bstack|\bpile)(?: please)?,?\s+)?(?P<bottom>[^,:]+?) "
                     r"(?:at|on|goes at|goes on|is at|on the) (?:the )?(?:bottom|base),?\s*(?P<rest>.+)$")
 TOP = re.compile(r"^(?P<levels>.*?)\s*(?P<top>(?:(?! and | then )[^,])+?) (?:on top|at the top|goes on top|is on top|at the very top)"
-                 r"(?: of (?:it|that|them|those|the rest))?$")
+                 r"(?: of (?:it|that|them|those|the rest|(?:the )?\w+(?: one| cube| block)?))?$")
 LEVEL_SPLIT = re.compile(r"\s*(?:,\s*(?:and\s+)?(?:then\s+)?|\s+and\s+(?:then\s+)?|\s+then\s+)\s*")
 LEVEL_TAIL = re.compile(r"\s+(?:on it|on that|on top of it|on top of that|above it|in the middle|next|after that)$")
 
