@@ -495,7 +495,6 @@ class InstructionParser:
                         continue
                     notes.append(f"'{text}' = {', '.join(names)} (mentioned before)")
                     return names
-            held = sorted(c for c in state.cubes if state.support.get(c) == HAND)
             if role == "object" and prefer is None and len(held) == 1:  # "put it in the bowl" while holding one
                 notes.append(f"'{text}' = {held[0]} (the cube in hand)")
                 mentions.append((role, held))

@@ -51,19 +51,11 @@ def run_command(argv: list[str], log_path: str, env: dict[str, str]) -> tuple[in
     return p.returncode, out.decode(errors="replace")
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def tree_hash(root: Path) -> str:
     """A content hash of a folder (relative paths and bytes), to store a collected dataset once."""
     h = hashlib.sha256()
     for p in sorted(q for q in root.rglob("*") if q.is_file()):
-        h.update(str(p.relative_to(root)).encode() + b"\0" + bytes.fromhex(sha256_file(p)))
+        h.update(str(p.relative_to(root)).encode() + b"\0" + bytes.fromhex(E.file_sha256(p)))
     return h.hexdigest()
 
 
@@ -191,7 +183,7 @@ class JobRunner:
             ckpt = workdir / "checkpoint"
             ds = s.scalar(select(Dataset).where(Dataset.name == p["datasets"][0]))
             k = Skill(name=p["name"], embodiment=ds.embodiment, head=p["head"],
-                      checkpoint_hash=sha256_file(ckpt / "model.safetensors"), checkpoint_path=str(ckpt),
+                      checkpoint_hash=E.file_sha256(ckpt / "model.safetensors"), checkpoint_path=str(ckpt),
                       metrics={"trained_on": p["datasets"], "job": job.id})
             s.add(k)
             s.flush()

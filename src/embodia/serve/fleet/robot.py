@@ -205,15 +205,13 @@ class FleetRobot:
 
     def agent(self):
         """The assigned skill version as an evaluation agent (the scripted experts without one)."""
-        from embodia.eval.rollout import ExpertAgent, PolicyAgent
+        from embodia.eval.rollout import ExpertAgent, InferenceOverrides, PolicyAgent, load_policy
 
         path = self.policy_path()
         if path is None:
             return ExpertAgent(), None
-        if str(path) not in self._policies:
-            from embodia.cerebellum.checkpoint import load_checkpoint
-
-            self._policies = {str(path): load_checkpoint(path, embodiment=self.cfg.embodiment)}
+        if str(path) not in self._policies:  # the checkpoint as shipped: no overrides
+            self._policies = {str(path): load_policy(path, self.cfg.embodiment, InferenceOverrides())}
         policy = self._policies[str(path)]
         return PolicyAgent(policy), policy
 
