@@ -15,6 +15,7 @@ same wall-clock budget, one torch thread each, the same seeds, and one harness. 
      concurrently (a second process would steal the core);
   3. scores every policy with eval/suite_rollout.py on seeds --eval-seed-start.. (ours through
      load_checkpoint, LeRobot's through eval/lerobot_policy.py's pipe), experts included;
+     --eval-workers N spreads the episodes over N Ray actors (training is over by then);
   4. measures inference at batch 1 on one thread: ms per chunk (a fresh chunk inferred) and ms
      per executed action (a whole chunk's worth of select_action calls / its length);
 and writes OUT/results.json: per policy and task success with Wilson 95%, training samples/s,
@@ -132,8 +133,10 @@ def latency(policy: Any, obs: dict, horizon: int, repeats: int = 5) -> dict:
     return out
 
 
-def score(args: argparse.Namespace, name: str, make_policy: Any, horizon_of: Any) -> dict:
-    """One harness for all: eval/suite_rollout.py on the same seeds; latency on its first frame."""
+def score(args: argparse.Namespace, name: str, spec: str, make_policy: Any, horizon_of: Any) -> dict:
+    """One harness for all: eval/suite_rollout.py on the same seeds (`spec` as `embodia eval
+    --policy` names it, on --eval-workers Ray actors when > 1); latency afterwards, alone, in this
+    process on one thread, on the first eval seed's frame."""
     from embodia.body.suites import get_suite
     from embodia.eval.suite_rollout import SuiteEvalConfig, check_seed_overlap, evaluate_suite
 
@@ -143,9 +146,16 @@ def score(args: argparse.Namespace, name: str, make_policy: Any, horizon_of: Any
     cfg = SuiteEvalConfig(suite="metaworld", task=args.task, episodes=args.eval_episodes,
                           seed_start=args.eval_seed_start)
     check_seed_overlap([args.out / "data"], cfg.seed_start, cfg.episodes)
+    print(f"scoring {name}: {len(cfg.tasks)} tasks x {cfg.episodes} seeds", file=sys.stderr, flush=True)
+    if args.eval_workers > 1:
+        from embodia.eval.parallel import evaluate_suite_parallel
+
+        report = evaluate_suite_parallel(cfg, spec, args.eval_workers)
+        report["policy"] = name
     policy = make_policy()
     try:
-        report = evaluate_suite(cfg, lambda _task, _env: policy, name)
+        if args.eval_workers <= 1:
+            report = evaluate_suite(cfg, lambda _task, _env: policy, name)
         env = get_suite("metaworld").make_env(cfg.tasks[0])
         obs, _ = env.reset(seed=cfg.seed_start)
         env.close()
@@ -206,6 +216,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8, help="the same for every policy")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=1, help="collect workers")
+    ap.add_argument("--eval-workers", type=int, default=1,
+                    help="Ray actors scoring episodes (seed by seed the same result; latency is timed alone after)")
     ap.add_argument("--ours-arg", action="append", default=[], help="extra flag for every `embodia train`")
     ap.add_argument("--no-experts", action="store_true")
     ap.add_argument("--out", type=Path, required=True)
@@ -217,6 +229,8 @@ def main() -> None:
         raise SystemExit(f"unknown policy {bad}: --heads from {OUR_HEADS}, --lerobot from {LEROBOT_POLICIES}")
     if args.minutes <= 0:
         raise SystemExit(f"--minutes must be > 0, got {args.minutes}")
+    if args.eval_workers < 1:
+        raise SystemExit(f"--eval-workers must be >= 1, got {args.eval_workers}")
     from embodia.body.suites import get_suite
 
     get_suite("metaworld").resolve_tasks(args.task)  # an unknown task fails here, before any work
@@ -247,13 +261,15 @@ def main() -> None:
 
     for head in heads:
         train = train_ours(args, head, data)
-        rep = score(args, f"ours_{head}", lambda h=head: our_policy(args.out / "ours" / h), our_horizon)
+        ckpt = args.out / "ours" / head
+        rep = score(args, f"ours_{head}", str(ckpt), lambda c=ckpt: our_policy(c), our_horizon)
         results["policies"][f"ours_{head}"] = summary(rep, train, args.batch_size)
     for pol in lerobots:
         from embodia.eval.lerobot_policy import LeRobotPipePolicy
 
         train = train_lerobot(args, pol, data)
-        rep = score(args, f"lerobot_{pol}", lambda c=train["checkpoint"]: LeRobotPipePolicy(c),
+        rep = score(args, f"lerobot_{pol}", f"lerobot:{train['checkpoint']}",
+                    lambda c=train["checkpoint"]: LeRobotPipePolicy(c),
                     lambda p: int(p.metadata["n_action_steps"]))
         results["policies"][f"lerobot_{pol}"] = summary(rep, train, args.batch_size)
 

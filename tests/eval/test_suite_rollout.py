@@ -131,3 +131,19 @@ def test_cli_collect_suite(tmp_path):
     r = runner.invoke(app, ["collect", "--suite", "metaworld", "--task", "reach", "--perturb", "0.01",
                             "--out", str(out)])
     assert r.exit_code == 2 and "--perturb" in r.output
+
+
+def test_a_lerobot_spec_is_a_lerobot_checkpoint_and_travels_to_actors_absolute(tmp_path, monkeypatch):
+    """`lerobot:PATH` goes to LeRobot's pipe (a clear error naming the path when nothing is
+    there), not to our checkpoint loader; Ray actors get the prefix kept and the path absolute."""
+    from embodia.eval.lerobot_policy import LeRobotPolicyError
+    from embodia.eval.parallel import _for_actors
+    from embodia.eval.suite_rollout import suite_policy_for
+
+    missing = tmp_path / "no_run"
+    with pytest.raises(LeRobotPolicyError, match="no LeRobot checkpoint at .*no_run"):
+        suite_policy_for("metaworld", f"lerobot:{missing}")
+    monkeypatch.chdir(tmp_path)
+    assert _for_actors("lerobot:run/x") == f"lerobot:{tmp_path / 'run' / 'x'}"
+    assert _for_actors("ckpt") == str(tmp_path / "ckpt")
+    assert _for_actors("expert") == "expert"

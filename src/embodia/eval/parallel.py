@@ -38,6 +38,7 @@ from embodia.eval.rollout import (
     run_episode,
 )
 from embodia.eval.suite_rollout import (
+    LEROBOT_PREFIX,
     SuiteEpisode,
     SuiteEvalConfig,
     run_suite_episode,
@@ -99,8 +100,12 @@ def run_on_actors(worker_cls: type, init_args: tuple, jobs: Sequence[tuple], wor
 
 
 def _for_actors(policy: str) -> str:
-    """'expert', or the checkpoint folder as an absolute path (an actor's working folder may differ)."""
-    return policy if policy == "expert" else str(Path(policy).resolve())
+    """'expert', or the checkpoint folder (`lerobot:` kept) as an absolute path (an actor's
+    working folder may differ)."""
+    if policy == "expert":
+        return policy
+    prefix = LEROBOT_PREFIX if policy.startswith(LEROBOT_PREFIX) else ""
+    return prefix + str(Path(policy[len(prefix):]).resolve())
 
 
 def _save_video(video_dir: str | Path | None, name: str, ep: EpisodeResult | SuiteEpisode,

@@ -202,12 +202,21 @@ def suite_report(cfg: SuiteEvalConfig, policy_name: str, by_task: dict[str, list
     }
 
 
+LEROBOT_PREFIX = "lerobot:"  # a policy named `lerobot:PATH` is a LeRobot checkpoint
+
+
 def suite_policy_for(suite: str, policy: str, learned: Any = None) -> Callable[[str, Any], SuitePolicy]:
     """`policy_for` of `evaluate_suite`: 'expert' gives each task's scripted expert; a
-    checkpoint folder one multi-task policy for every task (loaded here unless `learned`)."""
+    checkpoint folder one multi-task policy for every task (loaded here unless `learned`);
+    `lerobot:PATH` a LeRobot checkpoint, run in the side venv (eval/lerobot_policy.py)."""
     bench = get_suite(suite)
     if policy == "expert":  # the experts read the state: no rendering unless for --video
         return bench.make_expert
+    if policy.startswith(LEROBOT_PREFIX):
+        from embodia.eval.lerobot_policy import LeRobotPipePolicy
+
+        lerobot = LeRobotPipePolicy(policy[len(LEROBOT_PREFIX):])
+        return lambda task, env: lerobot
     if learned is None:
         from embodia.cerebellum.checkpoint import load_checkpoint
 
