@@ -88,6 +88,7 @@ def _eval_suite(suite: str, policy: str, task: str | None, episodes: int, seed_s
     from embodia.body.suites import get_suite
     from embodia.eval.suite_rollout import (
         EVAL_SEED_START,
+        LEROBOT_PREFIX,
         SuiteEvalConfig,
         check_seed_overlap,
         checkpoint_datasets,
@@ -99,12 +100,13 @@ def _eval_suite(suite: str, policy: str, task: str | None, episodes: int, seed_s
     start = EVAL_SEED_START if seed_start is None else seed_start
     try:  # names, seeds and overlaps first: a typo costs one line, not a checkpoint load
         cfg = SuiteEvalConfig(suite=suite, task=task or "mt10", episodes=episodes, seed_start=start, cameras=())
-        if policy != "expert":
+        ours = policy != "expert" and not policy.startswith(LEROBOT_PREFIX)  # lerobot: loads in its child
+        if ours:
             datasets = [*datasets, *checkpoint_datasets(policy)]
         check_seed_overlap(datasets, start, episodes)
         bench = get_suite(suite)
         learned = None
-        if policy != "expert":
+        if ours:
             from embodia.cerebellum.checkpoint import load_checkpoint
 
             learned = load_checkpoint(policy, embodiment=bench.embodiment)
@@ -112,6 +114,19 @@ def _eval_suite(suite: str, policy: str, task: str | None, episodes: int, seed_s
             cfg = SuiteEvalConfig(suite=suite, task=task or "mt10", episodes=episodes, seed_start=start,
                                   cameras=tuple(getattr(pcfg, "cameras", (bench.camera,))),
                                   image_size=getattr(pcfg, "image_size", None))
+        elif policy != "expert":  # a LeRobot checkpoint: there, and the suite's camera at its size
+            from embodia.eval.lerobot_policy import (
+                LeRobotPolicyError,
+                lerobot_python,
+                resolve_checkpoint,
+            )
+
+            try:
+                resolve_checkpoint(policy[len(LEROBOT_PREFIX):])
+                lerobot_python()
+            except LeRobotPolicyError as e:
+                raise ValueError(f"--policy: {e}") from None
+            cfg = SuiteEvalConfig(suite=suite, task=task or "mt10", episodes=episodes, seed_start=start)
     except (ValueError, FileNotFoundError) as e:
         _fail(str(e))
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -147,3 +147,10 @@ def test_a_lerobot_spec_is_a_lerobot_checkpoint_and_travels_to_actors_absolute(t
     assert _for_actors("lerobot:run/x") == f"lerobot:{tmp_path / 'run' / 'x'}"
     assert _for_actors("ckpt") == str(tmp_path / "ckpt")
     assert _for_actors("expert") == "expert"
+
+
+def test_cli_eval_refuses_a_missing_lerobot_checkpoint_before_any_work(tmp_path):
+    r = runner.invoke(app, ["eval", "--suite", "metaworld", "--task", "reach-v3", "--episodes", "1",
+                            "--policy", f"lerobot:{tmp_path / 'no_run'}"])
+    assert r.exit_code == 2 and "--policy" in r.output and "no LeRobot checkpoint" in r.output, r.output
+    assert "Traceback" not in r.output
