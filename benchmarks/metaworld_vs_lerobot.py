@@ -133,12 +133,17 @@ def latency(policy: Any, obs: dict, horizon: int, repeats: int = 5) -> dict:
     return out
 
 
-def score(args: argparse.Namespace, name: str, spec: str, make_policy: Any, horizon_of: Any) -> dict:
+def score(args: argparse.Namespace, name: str, spec: str, horizon_of: Any) -> dict:
     """One harness for all: eval/suite_rollout.py on the same seeds (`spec` as `embodia eval
     --policy` names it, on --eval-workers Ray actors when > 1); latency afterwards, alone, in this
     process on one thread, on the first eval seed's frame."""
     from embodia.body.suites import get_suite
-    from embodia.eval.suite_rollout import SuiteEvalConfig, check_seed_overlap, evaluate_suite
+    from embodia.eval.suite_rollout import (
+        SuiteEvalConfig,
+        check_seed_overlap,
+        evaluate_suite,
+        suite_policy_for,
+    )
 
     path = args.out / "scores" / f"{name}.json"
     if path.exists():
@@ -152,7 +157,7 @@ def score(args: argparse.Namespace, name: str, spec: str, make_policy: Any, hori
 
         report = evaluate_suite_parallel(cfg, spec, args.eval_workers)
         report["policy"] = name
-    policy = make_policy()
+    policy = suite_policy_for("metaworld", spec)(cfg.tasks[0], None)
     try:
         if args.eval_workers <= 1:
             report = evaluate_suite(cfg, lambda _task, _env: policy, name)
@@ -167,16 +172,6 @@ def score(args: argparse.Namespace, name: str, spec: str, make_policy: Any, hori
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2))
     return report
-
-
-def our_policy(ckpt: Path) -> Any:
-    import torch
-
-    from embodia.cerebellum.checkpoint import load_checkpoint
-    from embodia.eval.suite_rollout import CheckpointSuitePolicy
-
-    torch.set_num_threads(1)
-    return CheckpointSuitePolicy(load_checkpoint(ckpt, embodiment="sawyer"))
 
 
 def our_horizon(policy: Any) -> int:
@@ -262,14 +257,11 @@ def main() -> None:
     for head in heads:
         train = train_ours(args, head, data)
         ckpt = args.out / "ours" / head
-        rep = score(args, f"ours_{head}", str(ckpt), lambda c=ckpt: our_policy(c), our_horizon)
+        rep = score(args, f"ours_{head}", str(ckpt), our_horizon)
         results["policies"][f"ours_{head}"] = summary(rep, train, args.batch_size)
     for pol in lerobots:
-        from embodia.eval.lerobot_policy import LeRobotPipePolicy
-
         train = train_lerobot(args, pol, data)
         rep = score(args, f"lerobot_{pol}", f"lerobot:{train['checkpoint']}",
-                    lambda c=train["checkpoint"]: LeRobotPipePolicy(c),
                     lambda p: int(p.metadata["n_action_steps"]))
         results["policies"][f"lerobot_{pol}"] = summary(rep, train, args.batch_size)
 
